@@ -1,0 +1,1 @@
+"""SayPro support bot: the channel-independent core (messages, dialogue, storage, outbox)."""

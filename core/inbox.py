@@ -1,0 +1,262 @@
+"""Inbound messages: store each once, run the dialogue, and write the replies to the outbox.
+
+Store, then answer: `receive` records the message in its own transaction (a provider's retry
+finds it there and stops), `process` decides the replies and writes them, the conversation's
+new state and the outbox rows in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core import metrics, texts
+from core.channels import ChannelRegistry
+from core.conversations import State, move
+from core.dialogue import Context, Dialogue, Reply, Turn
+from core.handoff import Desk, open_ticket
+from core.messages import Capabilities, InboundMessage, Option, OutboundMessage
+from core.render import render
+from core.storage.database import Database
+from core.storage.models import ChannelIdentity, Contact, Conversation, Message, OutboxItem, utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """Where an inbound message was stored; `duplicate` when it had been received before."""
+
+    message_id: int
+    conversation_id: int
+    duplicate: bool
+
+
+class Inbox:
+    """Receives and processes inbound messages for every channel."""
+
+    def __init__(
+        self, database: Database, dialogue: Dialogue, channels: ChannelRegistry, *, desk: Desk | None = None
+    ) -> None:
+        self.database = database
+        self.dialogue = dialogue
+        self.channels = channels
+        self.desk = desk
+
+    def receive(self, message: InboundMessage) -> Accepted:
+        """Store `message` once; a second delivery of it returns the first one's record."""
+        for attempt in range(3):
+            with self.database.transaction() as session:
+                found = _find(session, message)
+                if found is not None:
+                    metrics.DUPLICATES.labels(message.channel).inc()
+                    return Accepted(found.id, found.conversation_id, duplicate=True)
+                try:
+                    with session.begin_nested():
+                        stored = _store(session, message)
+                except IntegrityError:
+                    # A concurrent delivery stored the same message, or the same new user's
+                    # identity, first: look again with a fresh transaction.
+                    if attempt == 2:
+                        raise
+                    continue
+                metrics.MESSAGES_RECEIVED.labels(message.channel).inc()
+                return Accepted(stored.id, stored.conversation_id, duplicate=False)
+        raise AssertionError("unreachable")
+
+    def process(self, message_id: int) -> list[int]:
+        """Answer a stored inbound message, once; the ids of the outbox rows written."""
+        try:
+            with self.database.transaction() as session:
+                return self._process(session, message_id)
+        except Exception:
+            # A bug in deciding must not lose the message or leave the user unanswered:
+            # record it as answered with an apology, and keep the traceback in the log.
+            log.exception("dialogue failed", extra={"message_id": message_id})
+            with self.database.transaction() as session:
+                return self._apologise(session, message_id)
+
+    def handle(self, message: InboundMessage) -> tuple[Accepted, list[int]]:
+        """Receive and process in one go (console and API); a duplicate is not answered again."""
+        accepted = self.receive(message)
+        if accepted.duplicate:
+            return accepted, []
+        return accepted, self.process(accepted.message_id)
+
+    def pending(self, *, before: datetime, limit: int = 100) -> list[int]:
+        """Inbound messages stored before `before` and not yet answered, oldest first."""
+        with self.database.sessions() as session:
+            query = (
+                select(Message.id)
+                .where(Message.direction == "in", Message.processed_at.is_(None), Message.created_at < before)
+                .order_by(Message.id)
+                .limit(limit)
+            )
+            return list(session.scalars(query))
+
+    def _process(self, session: Session, message_id: int) -> list[int]:
+        inbound = session.get(Message, message_id, with_for_update=True)
+        if inbound is None or inbound.processed_at is not None:
+            return []
+        conversation = session.get(Conversation, inbound.conversation_id, with_for_update=True)
+        assert conversation is not None
+        context = Context(
+            state=State(conversation.state),
+            misses=conversation.misses,
+            options=tuple(Option(**option) for option in conversation.pending_options),
+            has_attachments=bool(inbound.attachments),
+        )
+        turn = self.dialogue.respond(context, inbound.text)
+        replies = self._apply(session, conversation, turn)
+        inbound.processed_at = utcnow()
+        inbound.details = turn.details
+        if "decision" in turn.details:
+            metrics.FAQ_DECISIONS.labels(str(turn.details["decision"])).inc()
+        return self._write_replies(session, conversation, replies)
+
+    def _apply(self, session: Session, conversation: Conversation, turn: Turn) -> list[Reply]:
+        replies = list(turn.replies)
+        if turn.handoff is not None:
+            ticket = open_ticket(session, conversation, turn.handoff)
+            desk_open = self.desk is not None and self.desk.accepts_handoffs()
+            if desk_open:
+                conversation.state = move(conversation.state, State.WAITING_FOR_AGENT).value
+            replies += self.dialogue.handoff_replies(ticket.reference, desk_open=desk_open)
+            metrics.TICKETS_OPENED.labels(ticket.priority).inc()
+            log.info("ticket opened", extra={"conversation_id": conversation.id, "ticket": ticket.reference})
+        if turn.opt_out is not None:
+            conversation.identity.opted_out_at = utcnow() if turn.opt_out else None
+        conversation.misses = turn.misses
+        conversation.last_topic = turn.topic or conversation.last_topic
+        last_options = replies[-1].options if replies else ()
+        conversation.pending_options = [{"label": o.label, "value": o.value} for o in last_options]
+        return replies
+
+    def _apologise(self, session: Session, message_id: int) -> list[int]:
+        inbound = session.get(Message, message_id)
+        if inbound is None or inbound.processed_at is not None:
+            return []
+        conversation = session.get(Conversation, inbound.conversation_id)
+        assert conversation is not None
+        inbound.processed_at = utcnow()
+        inbound.details = {"error": "dialogue failed"}
+        return self._write_replies(session, conversation, [Reply(texts.SOMETHING_WENT_WRONG)])
+
+    def _write_replies(self, session: Session, conversation: Conversation, replies: list[Reply]) -> list[int]:
+        return [
+            item_id
+            for reply in replies
+            for item_id in write_outbound(
+                session,
+                conversation,
+                OutboundMessage(
+                    channel=conversation.channel,
+                    user_id=conversation.identity.user_id,
+                    text=reply.text,
+                    options=reply.options,
+                    conversation_id=conversation.id,
+                ),
+                capabilities=self._capabilities(conversation.channel),
+            )
+        ]
+
+    def _capabilities(self, channel: str) -> Capabilities:
+        live = self.channels.get(channel)
+        return live.capabilities if live is not None else Capabilities()
+
+
+def write_outbound(
+    session: Session, conversation: Conversation, message: OutboundMessage, *, capabilities: Capabilities,
+    author: str = "bot",
+) -> list[int]:
+    """Record one outbound message and queue its rendered parts; the ids of the outbox rows."""
+    record = Message(
+        conversation_id=conversation.id,
+        direction="out",
+        author=author,
+        channel=message.channel,
+        text=message.text,
+        options=[{"label": o.label, "value": o.value} for o in message.options],
+    )
+    session.add(record)
+    session.flush()
+    items = [
+        OutboxItem(
+            message_id=record.id,
+            conversation_id=conversation.id,
+            part=number,
+            channel=message.channel,
+            user_id=message.user_id,
+            text=part.text,
+            options=[{"label": o.label, "value": o.value} for o in part.options],
+        )
+        for number, part in enumerate(render(message, capabilities), start=1)
+    ]
+    session.add_all(items)
+    session.flush()
+    return [item.id for item in items]
+
+
+def _find(session: Session, message: InboundMessage) -> Message | None:
+    query = select(Message).where(
+        Message.channel == message.channel, Message.provider_message_id == message.provider_message_id
+    )
+    return session.scalars(query).first()
+
+
+def _store(session: Session, message: InboundMessage) -> Message:
+    identity = _identity(session, message)
+    conversation = _open_conversation(session, identity)
+    stored = Message(
+        conversation_id=conversation.id,
+        direction="in",
+        author="user",
+        channel=message.channel,
+        provider_message_id=message.provider_message_id,
+        text=message.text,
+        attachments=[{"url": a.url, "content_type": a.content_type, "name": a.name} for a in message.attachments],
+        sent_at=message.sent_at,
+    )
+    session.add(stored)
+    session.flush()
+    return stored
+
+
+def _identity(session: Session, message: InboundMessage) -> ChannelIdentity:
+    query = select(ChannelIdentity).where(
+        ChannelIdentity.channel == message.channel, ChannelIdentity.user_id == message.user_id
+    )
+    identity = session.scalars(query).first()
+    if identity is None:
+        contact = Contact(display_name=message.display_name)
+        session.add(contact)
+        session.flush()
+        identity = ChannelIdentity(
+            contact_id=contact.id, channel=message.channel, user_id=message.user_id, display_name=message.display_name
+        )
+        session.add(identity)
+        session.flush()
+    identity.last_seen_at = utcnow()
+    if message.display_name:
+        identity.display_name = message.display_name
+    return identity
+
+
+def _open_conversation(session: Session, identity: ChannelIdentity) -> Conversation:
+    query = (
+        select(Conversation)
+        .where(Conversation.identity_id == identity.id)
+        .order_by(Conversation.id.desc())
+        .limit(1)
+    )
+    conversation = session.scalars(query).first()
+    if conversation is None or conversation.state == State.RESOLVED.value:
+        conversation = Conversation(contact_id=identity.contact_id, identity_id=identity.id, channel=identity.channel)
+        session.add(conversation)
+        session.flush()
+    return conversation

@@ -1,0 +1,79 @@
+"""The inbox: every message stored with its time, a provider's retry handled once, nothing stranded."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import func, select
+
+from core.messages import InboundMessage
+from core.storage.models import Conversation, Message, OutboxItem
+
+
+def count(database, model, *where) -> int:  # type: ignore[no-untyped-def]
+    with database.sessions() as session:
+        return session.scalar(select(func.count()).select_from(model).where(*where)) or 0
+
+
+def test_every_message_in_and_out_is_stored_with_its_time(fake_bot, database) -> None:  # type: ignore[no-untyped-def]
+    fake_bot.say("hello")
+    fake_bot.say("when is my payout")
+    with database.sessions() as session:
+        stored = list(session.scalars(select(Message).order_by(Message.id)))
+    assert [(m.direction, m.author) for m in stored] == [("in", "user"), ("out", "bot"), ("in", "user"), ("out", "bot")]
+    assert all(m.created_at.tzinfo is not None and m.sent_at <= datetime.now(timezone.utc) for m in stored)
+    assert stored[2].processed_at is not None and stored[2].details["topic"] == "disbursement-timeline"
+
+
+def test_a_repeated_delivery_is_stored_once_and_answered_once(fake_bot, database) -> None:  # type: ignore[no-untyped-def]
+    first = fake_bot.say("when is my payout", message_id="provider-42")
+    again = fake_bot.say("when is my payout", message_id="provider-42")
+    assert "Payouts are sent" in first and again.text == ""
+    assert count(database, Message, Message.direction == "in") == 1
+    assert count(database, OutboxItem) == 1
+    assert len(fake_bot.channel.sent) == 1
+
+
+def test_concurrent_deliveries_of_one_message_are_stored_once(fake_bot, database) -> None:  # type: ignore[no-untyped-def]
+    message = InboundMessage(channel="console", user_id="new-user", provider_message_id="dup-1", text="payout?")
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: fake_bot.inbox.handle(message), range(8)))
+    assert sum(not accepted.duplicate for accepted, _ in results) == 1
+    assert sum(len(items) for _, items in results) == 1
+    assert count(database, Message, Message.direction == "in") == 1
+
+
+def test_the_same_id_on_another_channel_is_another_message(fake_bot, database) -> None:  # type: ignore[no-untyped-def]
+    for channel in ("console", "api"):
+        fake_bot.inbox.handle(InboundMessage(channel=channel, user_id="u", provider_message_id="7", text="hi"))
+    assert count(database, Message, Message.direction == "in") == 2
+
+
+def test_each_user_has_their_own_conversation(fake_bot, database) -> None:  # type: ignore[no-untyped-def]
+    fake_bot.say("hi", user="alice")
+    fake_bot.say("hi", user="bob")
+    fake_bot.say("payout?", user="alice")
+    assert count(database, Conversation) == 2
+
+
+def test_a_message_stored_but_never_answered_is_found_and_answered(fake_bot, database) -> None:  # type: ignore[no-untyped-def]
+    # A process that died between storing and answering leaves the message unprocessed.
+    accepted = fake_bot.inbox.receive(
+        InboundMessage(channel="console", user_id="u", provider_message_id="crash-1", text="when is my payout")
+    )
+    later = datetime.now(timezone.utc) + timedelta(minutes=1)
+    assert fake_bot.inbox.pending(before=later) == [accepted.message_id]
+    items = fake_bot.inbox.process(accepted.message_id)
+    asyncio.run(fake_bot.dispatcher.dispatch(items))
+    assert "Payouts are sent" in fake_bot.channel.sent[-1].text
+    assert fake_bot.inbox.pending(before=later) == []
+    assert fake_bot.inbox.process(accepted.message_id) == []  # answering twice is impossible
+
+
+def test_nul_bytes_and_control_characters_are_removed_before_storing(fake_bot, database) -> None:  # type: ignore[no-untyped-def]
+    fake_bot.say("when is my\x00 payout\x07")
+    with database.sessions() as session:
+        inbound = session.scalars(select(Message).where(Message.direction == "in")).one()
+    assert inbound.text == "when is my payout"

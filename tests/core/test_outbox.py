@@ -1,0 +1,129 @@
+"""The outbox: replies are sent in order, retried with backoff, and dead-lettered after the last try."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import select
+
+from core.channels import ChannelRegistry
+from core.errors import PermanentChannelError, TransientChannelError
+from core.outbox import Dispatcher, RetryPolicy
+from core.storage.database import Database
+from core.storage.models import OutboxItem
+from tests.fakes.channels import RecordingChannel
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture()
+def queued(fake_bot):  # type: ignore[no-untyped-def]
+    """Two replies queued for the same user and not yet sent."""
+    fake_bot.say("hello", send=False)
+    fake_bot.say("when is my payout", send=False)
+    return fake_bot
+
+
+def rows(database: Database) -> list[OutboxItem]:
+    with database.sessions() as session:
+        return list(session.scalars(select(OutboxItem).order_by(OutboxItem.id)))
+
+
+def test_replies_are_written_to_the_outbox_before_any_send(queued) -> None:  # type: ignore[no-untyped-def]
+    items = rows(queued.database)
+    assert [item.status for item in items] == ["pending", "pending"]
+    assert "Payouts are sent" in items[1].text
+
+
+def test_a_transient_failure_is_retried_after_backoff_then_sent(queued) -> None:  # type: ignore[no-untyped-def]
+    clock = Clock()
+    channel = RecordingChannel("console", failures=[TransientChannelError("503 from provider")])
+    dispatcher = Dispatcher(queued.database, ChannelRegistry([channel]), clock=clock, policy=RetryPolicy(base_delay=10))
+    for item in rows(queued.database):
+        _move_due(queued.database, item.id, clock.now)
+
+    assert asyncio.run(dispatcher.dispatch_due()) == 1  # the first row fails; the second waits behind it
+    first, second = rows(queued.database)
+    assert (first.status, first.attempts, second.status) == ("pending", 1, "pending")
+    assert "503 from provider" in (first.last_error or "")
+    assert first.next_attempt_at > clock.now
+
+    assert asyncio.run(dispatcher.dispatch_due()) == 0  # not due yet, and order is kept
+    clock.advance(11)
+    assert asyncio.run(dispatcher.dispatch_due()) == 1  # the first row, then the one behind it
+    assert asyncio.run(dispatcher.dispatch_due()) == 1
+    assert [m.text.split(".")[0] for m in channel.sent][1] == "Payouts are sent after the campaign ends"
+    assert [item.status for item in rows(queued.database)] == ["sent", "sent"]
+
+
+def test_the_providers_retry_after_is_honoured(queued) -> None:  # type: ignore[no-untyped-def]
+    clock = Clock()
+    channel = RecordingChannel("console", failures=[TransientChannelError("429", retry_after=42)])
+    dispatcher = Dispatcher(queued.database, ChannelRegistry([channel]), clock=clock)
+    _move_due(queued.database, rows(queued.database)[0].id, clock.now)
+    asyncio.run(dispatcher.dispatch_due())
+    assert rows(queued.database)[0].next_attempt_at == clock.now + timedelta(seconds=42)
+
+
+def test_after_the_last_attempt_a_row_is_dead_and_the_next_one_goes(queued) -> None:  # type: ignore[no-untyped-def]
+    clock = Clock()
+    failures = [TransientChannelError("timeout") for _ in range(3)]
+    channel = RecordingChannel("console", failures=failures)
+    dispatcher = Dispatcher(
+        queued.database, ChannelRegistry([channel]), clock=clock, policy=RetryPolicy(max_attempts=3, base_delay=1)
+    )
+    for _ in range(3):
+        for item in rows(queued.database):
+            _move_due(queued.database, item.id, clock.now)
+        asyncio.run(dispatcher.dispatch_due())
+        clock.advance(5)
+    asyncio.run(dispatcher.dispatch_due())
+    first, second = rows(queued.database)
+    assert (first.status, first.attempts) == ("dead", 3)
+    assert second.status == "sent"
+    assert channel.attempts == 4
+
+
+def test_a_permanent_failure_is_dead_at_once(queued) -> None:  # type: ignore[no-untyped-def]
+    channel = RecordingChannel("console", failures=[PermanentChannelError("user blocked the bot")])
+    dispatcher = Dispatcher(queued.database, ChannelRegistry([channel]))
+    asyncio.run(dispatcher.dispatch([rows(queued.database)[0].id]))
+    assert rows(queued.database)[0].status == "dead"
+
+
+def test_a_leased_row_is_not_sent_twice_until_the_lease_expires(queued) -> None:  # type: ignore[no-untyped-def]
+    clock = Clock()
+    channel = RecordingChannel("console")
+    dispatcher = Dispatcher(queued.database, ChannelRegistry([channel]), clock=clock, policy=RetryPolicy(lease_seconds=30))
+    first = rows(queued.database)[0]
+    _move_due(queued.database, first.id, clock.now)
+    assert dispatcher._claim(first.id) is not None  # a dispatcher took it and died before sending
+    assert asyncio.run(dispatcher.dispatch([first.id])) == 0
+    clock.advance(31)
+    assert asyncio.run(dispatcher.dispatch([first.id])) == 1
+    assert len(channel.sent) == 1
+
+
+def test_the_backoff_grows_and_is_capped() -> None:
+    policy = RetryPolicy(base_delay=2, max_delay=60)
+    assert 1 <= policy.delay(1) <= 2
+    assert 16 <= policy.delay(5) <= 32
+    assert policy.delay(20) <= 60
+
+
+def _move_due(database: Database, item_id: int, now: datetime) -> None:
+    with database.transaction() as session:
+        item = session.get(OutboxItem, item_id)
+        assert item is not None
+        item.next_attempt_at = now
