@@ -1,0 +1,1 @@
+"""Channel adapters: each turns a provider's request into inbound messages and sends outbound ones."""

@@ -1,0 +1,1 @@
+"""The runnable processes: the web app, the worker and the `saypro-bot` command line."""

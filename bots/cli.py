@@ -1,0 +1,181 @@
+"""The `saypro-bot` command line: run, worker, chat, ask, knowledge, webhooks, db, report."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from bots import logs
+from bots.settings import Settings, load_settings
+from core.errors import ConfigurationError, KnowledgeBaseError
+
+app = typer.Typer(help="SayPro's customer-support bot.", no_args_is_help=True, add_completion=False)
+knowledge_app = typer.Typer(help="Check and measure the FAQ matcher.", no_args_is_help=True)
+webhooks_app = typer.Typer(help="Provider webhooks.", no_args_is_help=True)
+db_app = typer.Typer(help="The database.", no_args_is_help=True)
+app.add_typer(knowledge_app, name="knowledge")
+app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(db_app, name="db")
+log = logging.getLogger("saypro")
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    typer.echo(f"saypro-bot: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def settings_or_exit() -> Settings:
+    try:
+        return load_settings()
+    except ConfigurationError as exc:
+        fail(str(exc))
+
+
+def services_or_exit(settings: Settings, **kwargs: object):  # type: ignore[no-untyped-def]
+    from bots.wiring import build  # the knowledge base and SDKs load only for commands that need them
+
+    try:
+        return build(settings, **kwargs)  # type: ignore[arg-type]
+    except (ConfigurationError, KnowledgeBaseError) as exc:
+        fail(str(exc))
+
+
+@app.command()
+def run(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    demo: Annotated[bool, typer.Option(help="Load demo campaigns, payouts and contest entries.")] = False,
+) -> None:
+    """The web app (webhooks, platform API, health, metrics) and the dispatcher, in one process."""
+    import uvicorn
+
+    from bots.web import create_app
+    from bots.wiring import channel_report
+
+    logs.configure()
+    settings = settings_or_exit()
+    services = services_or_exit(settings)
+    for status in channel_report(settings):
+        log.info("channel %s: %s (%s)", status.name, "live" if status.live else "off", status.why)
+    if demo:
+        log.warning("--demo: demo records come with status look-ups, which this version does not have yet")
+    uvicorn.run(create_app(services), host=host, port=port, log_config=None)
+
+
+@app.command()
+def worker() -> None:
+    """The dispatcher alone, for a second process beside `run`."""
+    from bots.worker import run_forever
+
+    logs.configure()
+    services = services_or_exit(settings_or_exit())
+    log.info("worker started")
+    try:
+        asyncio.run(run_forever(services.inbox, services.dispatcher))
+    except KeyboardInterrupt:
+        log.info("worker stopped")
+
+
+@app.command()
+def chat(as_: Annotated[str, typer.Option("--as", help="Your user id on the console channel.")] = "local") -> None:
+    """Talk to the bot in the terminal."""
+    from bots.chat import chat as run_chat
+
+    logs.configure("WARNING")
+    run_chat(services_or_exit(settings_or_exit()), user_id=as_)
+
+
+@app.command()
+def ask(text: str, as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False) -> None:
+    """One question through the FAQ matcher."""
+    from bots.answers import ask_payload
+
+    logs.configure("WARNING")
+    knowledge = _knowledge_or_exit(settings_or_exit())
+    payload = ask_payload(knowledge, text)
+    if as_json:
+        typer.echo(json.dumps(payload, ensure_ascii=False))
+        return
+    if payload["topic"] is None:
+        typer.echo(f"No answer (best guess confidence {payload['confidence']:.2f}).")
+    else:
+        typer.echo(f"[{payload['topic']}] confidence {payload['confidence']:.2f}\n\n{payload['answer']}")
+    for alternative in payload["alternatives"]:
+        typer.echo(f"  also: {alternative['topic']} ({alternative['confidence']:.2f})")
+
+
+@knowledge_app.command("eval")
+def knowledge_eval(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV with columns text,topic.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Score the bundled knowledge base on labelled questions (empty topic = out of scope)."""
+    from knowledge.evaluation import evaluate, read_labelled_csv
+
+    logs.configure("WARNING")
+    knowledge = _knowledge_or_exit(settings_or_exit())
+    try:
+        rows = read_labelled_csv(file, label_column="topic")
+    except (ValueError, KeyError) as exc:
+        fail(f"{file}: {exc}")
+    result = evaluate(knowledge, rows)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    typer.echo(f"questions:            {result['n']}")
+    typer.echo(f"accuracy (in scope):  {result['accuracy']:.1%}")
+    typer.echo(f"out-of-scope recall:  {_percent(result['oos_recall'])}")
+    typer.echo(f"answered precision:   {_percent(result['answered_precision'])}")
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def _knowledge_or_exit(settings: Settings):  # type: ignore[no-untyped-def]
+    from knowledge.service import KnowledgeService
+
+    try:
+        return KnowledgeService.load(settings.knowledge_dir)
+    except KnowledgeBaseError as exc:
+        fail(str(exc))
+
+
+@webhooks_app.command("register")
+def webhooks_register() -> None:
+    """Set the providers' webhook URLs under PUBLIC_BASE_URL."""
+    fail("no channel adapters are built into this version yet, so there is no webhook to register")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Run the database migrations to head."""
+    from core.storage.database import Database
+
+    logs.configure()
+    settings = settings_or_exit()
+    Database.from_url(settings.database_url).upgrade()
+    typer.echo("database is at the latest migration")
+
+
+@app.command()
+def report(
+    days: Annotated[int, typer.Option(help="How many days back.")] = 7,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Support metrics for the last N days."""
+    fail("support reports come with the human desk, which this version does not have yet")
+
+
+def main() -> None:
+    app(prog_name="saypro-bot")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

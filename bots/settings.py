@@ -1,0 +1,110 @@
+"""Typed settings from the environment (and an optional .env file), checked once at start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from core.errors import ConfigurationError
+from core.hours import SupportHours
+
+
+class Settings(BaseSettings):
+    """Every variable on the interface page; names are the environment variables, upper-cased."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    database_url: str = "sqlite:///./saypro.db"
+    public_base_url: str = "http://127.0.0.1:8000"
+    saypro_api_key: SecretStr | None = None
+    support_timezone: str = "Africa/Johannesburg"
+    support_hours: str = "mon-fri 08:00-17:00"
+    knowledge_dir: Path | None = None
+    knowledge_embeddings: str | None = None
+    smtp_url: SecretStr | None = None
+
+    telegram_bot_token: SecretStr | None = None
+    telegram_webhook_secret: SecretStr | None = None
+    telegram_api_base_url: str | None = None
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_agent_channel: str | None = None
+    slack_api_base_url: str | None = None
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_sms_number: str | None = None
+    twilio_whatsapp_number: str | None = None
+    twilio_api_base_url: str | None = None
+    x_consumer_key: SecretStr | None = None
+    x_consumer_secret: SecretStr | None = None
+    x_access_token: SecretStr | None = None
+    x_access_token_secret: SecretStr | None = None
+    x_bot_user_id: str | None = None
+    x_api_base_url: str | None = None
+    x_poll_seconds: float = Field(default=15.0, gt=0)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        try:
+            backend = make_url(value).get_backend_name()
+        except ArgumentError as exc:
+            raise ValueError("not a SQLAlchemy database URL, e.g. sqlite:///./saypro.db") from exc
+        if backend not in ("sqlite", "postgresql"):
+            raise ValueError(f"{backend} is not supported; use sqlite or postgresql")
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _public_base_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http(s) URL such as https://bot.example.org")
+        return value.rstrip("/")
+
+    @field_validator("support_timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {value!r}, e.g. Africa/Johannesburg") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _hours(self) -> Settings:
+        try:
+            SupportHours.parse(self.support_hours, ZoneInfo(self.support_timezone))
+        except ValueError as exc:
+            raise ValueError(f"support_hours: {exc}") from exc
+        return self
+
+    @property
+    def hours(self) -> SupportHours:
+        return SupportHours.parse(self.support_hours, ZoneInfo(self.support_timezone))
+
+
+def load_settings(**overrides: object) -> Settings:
+    """The settings, or ConfigurationError with one line naming the variable that is wrong."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = ".".join(str(part) for part in error["loc"]) or _named_in(error["msg"])
+        message = error["msg"].removeprefix("Value error, ").removeprefix("support_hours: ")
+        raise ConfigurationError(f"{name.upper()}: {message}") from None
+
+
+def _named_in(message: str) -> str:
+    return "support_hours" if "support_hours:" in message else "settings"

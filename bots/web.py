@@ -1,0 +1,97 @@
+"""The ASGI app: health, metrics and the platform API (routes verify, store, answer, return)."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+
+from adapters.api import ApiMessageIn, ApiMessagesOut, ApiReply
+from bots.wiring import Services
+from bots.worker import run_forever
+from core.storage.models import OutboxItem
+
+log = logging.getLogger(__name__)
+
+
+def create_app(services: Services, *, background: bool = True) -> FastAPI:
+    """The web app; with `background`, the dispatcher runs in the same process."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(run_forever(services.inbox, services.dispatcher)) if background else None
+        yield
+        if task is not None:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+
+    app = FastAPI(title="SayPro support bot", version="0.1.0", lifespan=lifespan)
+    app.state.services = services
+
+    @app.exception_handler(SQLAlchemyError)
+    async def database_unavailable(_request: Request, exc: SQLAlchemyError) -> JSONResponse:
+        # The provider or client should retry: nothing was lost, the message was not taken.
+        log.error("database error: %s", type(exc).__name__)
+        return JSONResponse({"detail": "the database is unavailable, try again shortly"}, status_code=503)
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        try:
+            healthy = await run_in_threadpool(services.database.ping)
+        except SQLAlchemyError:
+            healthy = False
+        if healthy:
+            return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "unavailable"}, status_code=503)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app.post("/api/v1/messages", response_model=ApiMessagesOut, dependencies=[Depends(platform_key)])(
+        _messages_route(services)
+    )
+    return app
+
+
+def platform_key(request: Request) -> None:
+    """The platform API's bearer key: 503 when none is configured, 401 when absent, 403 when wrong."""
+    configured = request.app.state.services.settings.saypro_api_key
+    if configured is None:
+        raise HTTPException(503, "the platform API is off: SAYPRO_API_KEY is not set")
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        log.warning("platform API call without a bearer key", extra={"path": request.url.path})
+        raise HTTPException(401, "a bearer key is required", headers={"WWW-Authenticate": "Bearer"})
+    if not hmac.compare_digest(given.strip().encode(), configured.get_secret_value().encode()):
+        log.warning("platform API call with a wrong key", extra={"path": request.url.path})
+        raise HTTPException(403, "the bearer key is not valid")
+
+
+def _messages_route(services: Services):  # type: ignore[no-untyped-def]
+    async def post_message(body: ApiMessageIn) -> ApiMessagesOut:
+        inbound = services.api.parse(body)
+        accepted, item_ids = await run_in_threadpool(services.inbox.handle, inbound)
+        await services.dispatcher.dispatch(item_ids)
+        replies = await run_in_threadpool(_replies, services, item_ids)
+        return ApiMessagesOut(conversation=accepted.conversation_id, replies=replies, duplicate=accepted.duplicate)
+
+    return post_message
+
+
+def _replies(services: Services, item_ids: list[int]) -> list[ApiReply]:
+    if not item_ids:
+        return []
+    with services.database.sessions() as session:
+        items = session.scalars(select(OutboxItem).where(OutboxItem.id.in_(item_ids)).order_by(OutboxItem.id))
+        return [ApiReply(text=item.text, options=[option["label"] for option in item.options]) for item in items]
