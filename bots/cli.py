@@ -61,7 +61,7 @@ def run(
     logs.configure()
     settings = settings_or_exit()
     services = services_or_exit(settings)
-    for status in channel_report(settings):
+    for status in channel_report(settings, services.plugins):
         log.info("channel %s: %s (%s)", status.name, "live" if status.live else "off", status.why)
     if demo:
         log.warning("--demo: demo records come with status look-ups, which this version does not have yet")
@@ -76,8 +76,13 @@ def worker() -> None:
     logs.configure()
     services = services_or_exit(settings_or_exit())
     log.info("worker started")
+
+    async def everything() -> None:
+        pollers = [poller(services) for plugin in services.plugins for poller in plugin.pollers]
+        await asyncio.gather(run_forever(services.inbox, services.dispatcher), *pollers)
+
     try:
-        asyncio.run(run_forever(services.inbox, services.dispatcher))
+        asyncio.run(everything())
     except KeyboardInterrupt:
         log.info("worker stopped")
 

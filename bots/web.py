@@ -28,10 +28,14 @@ def create_app(services: Services, *, background: bool = True) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(run_forever(services.inbox, services.dispatcher)) if background else None
+        tasks = []
+        if background:
+            tasks.append(asyncio.create_task(run_forever(services.inbox, services.dispatcher)))
+            tasks += [asyncio.create_task(poller(services)) for plugin in services.plugins for poller in plugin.pollers]
         yield
-        if task is not None:
+        for task in tasks:
             task.cancel()
+        for task in tasks:
             with suppress(asyncio.CancelledError):
                 await task
 
@@ -58,6 +62,9 @@ def create_app(services: Services, *, background: bool = True) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    for plugin in services.plugins:
+        if plugin.router is not None:
+            app.include_router(plugin.router)
     app.post("/api/v1/messages", response_model=ApiMessagesOut, dependencies=[Depends(platform_key)])(
         _messages_route(services)
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from adapters.api import ApiChannel
+from bots.plugins import ChannelPlugin, ChannelStatus, load_plugins, missing
 from bots.settings import Settings
 from core.channels import Channel, ChannelRegistry
 from core.dialogue import Dialogue
@@ -12,15 +13,6 @@ from core.faq import KnowledgeBase
 from core.inbox import Inbox
 from core.outbox import Dispatcher
 from core.storage.database import Database
-
-
-@dataclass(frozen=True)
-class ChannelStatus:
-    """Whether a channel is live in this process, and why not when it is off."""
-
-    name: str
-    live: bool
-    why: str
 
 
 @dataclass
@@ -32,12 +24,14 @@ class Services:
     inbox: Inbox
     dispatcher: Dispatcher
     api: ApiChannel
+    plugins: list[ChannelPlugin]
 
 
 def build(
     settings: Settings, *, channels: tuple[Channel, ...] = (), knowledge: KnowledgeBase | None = None
 ) -> Services:
     """Open the database (migrating it to head), fit the knowledge base, and connect the core."""
+    plugins = load_plugins(settings)
     database = Database.from_url(settings.database_url)
     database.upgrade()
     if knowledge is None:
@@ -45,7 +39,7 @@ def build(
 
         knowledge = KnowledgeService.load(settings.knowledge_dir)
     api = ApiChannel()
-    registry = ChannelRegistry((api, *channels))
+    registry = ChannelRegistry((api, *channels, *(c for plugin in plugins for c in plugin.channels)))
     inbox = Inbox(database, Dialogue(knowledge), registry)
     return Services(
         settings=settings,
@@ -55,11 +49,12 @@ def build(
         inbox=inbox,
         dispatcher=Dispatcher(database, registry),
         api=api,
+        plugins=plugins,
     )
 
 
-# The provider channels, the variables each needs, and whether this version has its adapter.
-_PROVIDERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+# Channels whose provider module is not part of this version yet, and the variables each will need.
+_PLANNED: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("telegram", ("telegram_bot_token", "telegram_webhook_secret")),
     ("sms", ("twilio_account_sid", "twilio_auth_token", "twilio_sms_number")),
     ("whatsapp", ("twilio_account_sid", "twilio_auth_token", "twilio_whatsapp_number")),
@@ -68,13 +63,17 @@ _PROVIDERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-def channel_report(settings: Settings) -> list[ChannelStatus]:
+def channel_report(settings: Settings, plugins: list[ChannelPlugin] | None = None) -> list[ChannelStatus]:
     """Every channel, live or off, with the reason, for the start-up log."""
-    report = [ChannelStatus("api", True, "POST /api/v1/messages" if settings.saypro_api_key else "SAYPRO_API_KEY not set: the API answers 503")]
-    for name, variables in _PROVIDERS:
-        missing = [variable.upper() for variable in variables if not getattr(settings, variable)]
-        if missing:
-            report.append(ChannelStatus(name, False, f"{', '.join(missing)} not set"))
-        else:
-            report.append(ChannelStatus(name, False, "credentials set, but this version has no adapter for it yet"))
+    api_why = "POST /api/v1/messages" if settings.saypro_api_key else "SAYPRO_API_KEY not set: the API answers 503"
+    report = [ChannelStatus("api", True, api_why)]
+    for plugin in load_plugins(settings) if plugins is None else plugins:
+        report.extend(plugin.statuses)
+    known = {status.name for status in report}
+    for name, variables in _PLANNED:
+        if name in known:
+            continue
+        absent = missing(settings, *variables)
+        why = f"{', '.join(absent)} not set" if absent else "credentials set, but this version has no adapter for it yet"
+        report.append(ChannelStatus(name, False, why))
     return report

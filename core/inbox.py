@@ -100,11 +100,25 @@ class Inbox:
             return list(session.scalars(query))
 
     def _process(self, session: Session, message_id: int) -> list[int]:
-        inbound = session.get(Message, message_id, with_for_update=True)
+        inbound = session.get(Message, message_id)
         if inbound is None or inbound.processed_at is not None:
             return []
         conversation = session.get(Conversation, inbound.conversation_id, with_for_update=True)
         assert conversation is not None
+        # Answer in the order the user wrote: earlier messages still waiting go first.
+        waiting = session.scalars(
+            select(Message)
+            .where(
+                Message.conversation_id == conversation.id,
+                Message.direction == "in",
+                Message.processed_at.is_(None),
+                Message.id <= message_id,
+            )
+            .order_by(Message.id)
+        )
+        return [item for message in list(waiting) for item in self._answer(session, conversation, message)]
+
+    def _answer(self, session: Session, conversation: Conversation, inbound: Message) -> list[int]:
         context = Context(
             state=State(conversation.state),
             misses=conversation.misses,

@@ -77,3 +77,13 @@ def test_nul_bytes_and_control_characters_are_removed_before_storing(fake_bot, d
     with database.sessions() as session:
         inbound = session.scalars(select(Message).where(Message.direction == "in")).one()
     assert inbound.text == "when is my payout"
+
+
+def test_messages_waiting_in_a_conversation_are_answered_in_the_order_written(fake_bot) -> None:  # type: ignore[no-untyped-def]
+    first = fake_bot.inbox.receive(InboundMessage(channel="console", user_id="u", provider_message_id="a", text="hi"))
+    second = fake_bot.inbox.receive(InboundMessage(channel="console", user_id="u", provider_message_id="b", text="payout"))
+    items = fake_bot.inbox.process(second.message_id)  # the later one is picked up first
+    asyncio.run(fake_bot.dispatcher.dispatch(items))
+    texts = [message.text for message in fake_bot.channel.sent]
+    assert "support assistant" in texts[0] and "Payouts are sent" in texts[1]
+    assert fake_bot.inbox.process(first.message_id) == []
