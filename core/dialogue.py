@@ -36,6 +36,7 @@ class Context:
     misses: int = 0
     options: tuple[Option, ...] = ()
     has_attachments: bool = False
+    carrier_opt_out: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,8 +86,10 @@ class Dialogue:
         return self._faq(context, self.knowledge.lookup(text))
 
     def _opt(self, out: bool, context: Context) -> Turn:
+        if context.carrier_opt_out:  # the carrier has already told the user; a reply would be refused
+            return Turn(misses=context.misses, opt_out=out, details={"opt_out": out})
         reply = texts.STOPPED if out else texts.STARTED
-        return Turn(replies=[Reply(reply)], misses=context.misses, opt_out=out)
+        return Turn(replies=[Reply(reply)], misses=context.misses, opt_out=out, details={"opt_out": out})
 
     def _no_words(self, context: Context, *, has_text: bool) -> Turn:
         if context.has_attachments and not has_text:

@@ -56,4 +56,9 @@ class TransientChannelError(ChannelError):
 
 
 class PermanentChannelError(ChannelError):
-    """A failure that retrying will not fix."""
+    """A failure that retrying will not fix; `unreachable` when the user cannot be reached at all
+    on this channel (blocked the bot, invalid or unsubscribed number)."""
+
+    def __init__(self, message: str, *, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable

@@ -124,6 +124,7 @@ class Inbox:
             misses=conversation.misses,
             options=tuple(Option(**option) for option in conversation.pending_options),
             has_attachments=bool(inbound.attachments),
+            carrier_opt_out=self._capabilities(conversation.channel).carrier_opt_out,
         )
         turn = self.dialogue.respond(context, inbound.text)
         replies = self._apply(session, conversation, turn)
@@ -255,7 +256,9 @@ def _identity(session: Session, message: InboundMessage) -> ChannelIdentity:
         )
         session.add(identity)
         session.flush()
-    identity.last_seen_at = utcnow()
+    if identity.last_seen_at is None or message.sent_at > identity.last_seen_at:
+        identity.last_seen_at = message.sent_at
+    identity.unreachable_at = None  # they just wrote to us, so they can be reached again
     if message.display_name:
         identity.display_name = message.display_name
     return identity

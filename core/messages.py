@@ -72,7 +72,9 @@ class OutboundMessage:
 class Capabilities:
     """What a channel can show, which drives the renderer.
 
-    `max_text_length` None means no limit; `buttons` False means options become a numbered list.
+    `max_text_length` None means no limit; `buttons` False means options become a numbered list;
+    `carrier_opt_out` means the provider itself answers STOP/START (Twilio on SMS long codes), so
+    the bot records the opt-out and stays silent.
     """
 
     max_text_length: int | None = None
@@ -81,6 +83,7 @@ class Capabilities:
     threads: bool = False
     media: bool = False
     reply_window_hours: int | None = None
+    carrier_opt_out: bool = False
 
 
 @dataclass(frozen=True)

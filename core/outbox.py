@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, exists, or_, select, update
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 
 from core import metrics
 from core.channels import ChannelRegistry
 from core.errors import ChannelError, PermanentChannelError, TransientChannelError
 from core.messages import Option, OutboundMessage, Receipt
 from core.storage.database import Database
-from core.storage.models import OutboxItem, utcnow
+from core.storage.models import ChannelIdentity, OutboxItem, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +126,10 @@ class Dispatcher:
         if channel is None:
             await asyncio.to_thread(self._failed, item, PermanentChannelError(f"channel {item.channel} is not live"))
             return
+        refusal = await asyncio.to_thread(self._refusal, item, channel.capabilities.reply_window_hours)
+        if refusal is not None:
+            await asyncio.to_thread(self._withhold, item, refusal)
+            return
         message = OutboundMessage(
             channel=item.channel,
             user_id=item.user_id,
@@ -139,6 +143,32 @@ class Dispatcher:
             await asyncio.to_thread(self._failed, item, error)
             return
         await asyncio.to_thread(self._sent, item, receipt)
+
+    def _refusal(self, item: OutboxItem, window_hours: int | None) -> str | None:
+        """Why this row may not be sent now, or None: the user is unreachable, or the window closed."""
+        with self.database.sessions() as session:
+            identity = session.scalars(
+                select(ChannelIdentity).where(
+                    ChannelIdentity.channel == item.channel, ChannelIdentity.user_id == item.user_id
+                )
+            ).first()
+        if identity is None:
+            return None
+        if identity.unreachable_at is not None:
+            return "the user cannot be reached on this channel"
+        if window_hours is not None:
+            last = identity.last_seen_at
+            if last is None or self.clock() - last > timedelta(hours=window_hours):
+                return f"outside the {window_hours}-hour reply window"
+        return None
+
+    def _withhold(self, item: OutboxItem, reason: str) -> None:
+        with self.database.transaction() as session:
+            row = session.get(OutboxItem, item.id)
+            assert row is not None
+            row.status, row.leased_until, row.last_error = "withheld", None, reason
+        metrics.SEND_FAILURES.labels(item.channel, "withheld").inc()
+        log.warning("reply withheld: %s", reason, extra={"channel": item.channel, "outbox_id": item.id})
 
     def _sent(self, item: OutboxItem, receipt: Receipt) -> None:
         with self.database.transaction() as session:
@@ -159,6 +189,8 @@ class Dispatcher:
             row.last_error = f"{type(error).__name__}: {error}"[:500]
             if isinstance(error, PermanentChannelError) or row.attempts >= self.policy.max_attempts:
                 row.status = "dead"
+                if isinstance(error, PermanentChannelError) and error.unreachable:
+                    _mark_unreachable(session, item.channel, item.user_id, self.clock())
             else:
                 retry_after = error.retry_after if isinstance(error, TransientChannelError) else None
                 row.next_attempt_at = self.clock() + timedelta(
@@ -170,3 +202,23 @@ class Dispatcher:
             "reply not sent",
             extra={"channel": item.channel, "outbox_id": item.id, "attempts": attempts, "status": status},
         )
+
+
+def _mark_unreachable(session: Session, channel: str, user_id: str, when: datetime) -> None:
+    session.execute(
+        update(ChannelIdentity)
+        .where(ChannelIdentity.channel == channel, ChannelIdentity.user_id == user_id)
+        .values(unreachable_at=when)
+    )
+
+
+def record_delivery(database: Database, *, channel: str, receipt_id: str, status: str) -> bool:
+    """Note the provider's later word on a sent message (delivered, failed...); False if unknown."""
+    with database.transaction() as session:
+        row = session.scalars(
+            select(OutboxItem).where(OutboxItem.channel == channel, OutboxItem.receipt_id == receipt_id)
+        ).first()
+        if row is None:
+            return False
+        row.delivery_status = status[:32]
+        return True

@@ -78,7 +78,10 @@ class ChannelIdentity(Base):
     user_id: Mapped[str] = mapped_column(String(200))
     display_name: Mapped[str | None] = mapped_column(String(200))
     opted_out_at: Mapped[datetime | None]
+    # Set when the provider says the user cannot be reached (blocked the bot, invalid number).
+    unreachable_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The last message *from* the user: WhatsApp's 24-hour window counts from it.
     last_seen_at: Mapped[datetime | None]
     contact: Mapped[Contact] = relationship(back_populates="identities")
 
@@ -147,7 +150,7 @@ class OutboxItem(Base):
     """One part of a reply waiting to be sent, written in the same transaction that decided it."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"), Index("ix_outbox_receipt", "channel", "receipt_id"))
     id: Mapped[int] = mapped_column(primary_key=True)
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), index=True)
@@ -156,7 +159,10 @@ class OutboxItem(Base):
     user_id: Mapped[str] = mapped_column(String(200))
     text: Mapped[str] = mapped_column(Text)
     options: Mapped[list[Any]] = mapped_column(default=list)
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, sent, dead
+    # pending, sent, dead (gave up), withheld (not allowed to send, e.g. outside WhatsApp's window)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    # What the provider reported later about delivery (Twilio status callbacks): delivered, failed...
+    delivery_status: Mapped[str | None] = mapped_column(String(32))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     leased_until: Mapped[datetime | None]

@@ -130,3 +130,14 @@ def _opted_out(database) -> bool:  # type: ignore[no-untyped-def]
     with database.sessions() as session:
         identity = session.scalars(select(ChannelIdentity)).one()
         return identity.opted_out_at is not None
+
+
+def test_where_the_carrier_answers_stop_the_bot_records_it_silently(database) -> None:  # type: ignore[no-untyped-def]
+    from core.messages import Capabilities
+    from tests.fakes.bot import ScriptedBot
+    from tests.fakes.knowledge import FakeKnowledge
+
+    bot = ScriptedBot(database, FakeKnowledge())
+    bot.channel.capabilities = Capabilities(carrier_opt_out=True)
+    assert bot.say("STOP").text == ""
+    assert _opted_out(database)

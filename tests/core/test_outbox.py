@@ -10,7 +10,8 @@ from sqlalchemy import select
 
 from core.channels import ChannelRegistry
 from core.errors import PermanentChannelError, TransientChannelError
-from core.outbox import Dispatcher, RetryPolicy
+from core.messages import Capabilities
+from core.outbox import Dispatcher, RetryPolicy, record_delivery
 from core.storage.database import Database
 from core.storage.models import OutboxItem
 from tests.fakes.channels import RecordingChannel
@@ -127,3 +128,40 @@ def _move_due(database: Database, item_id: int, now: datetime) -> None:
         item = session.get(OutboxItem, item_id)
         assert item is not None
         item.next_attempt_at = now
+
+
+def test_outside_the_reply_window_a_reply_is_withheld_not_sent(queued) -> None:  # type: ignore[no-untyped-def]
+    clock = Clock()
+    clock.now = datetime.now(timezone.utc) + timedelta(hours=25)  # the user wrote 25 hours ago
+    channel = RecordingChannel("console", capabilities=Capabilities(reply_window_hours=24))
+    dispatcher = Dispatcher(queued.database, ChannelRegistry([channel]), clock=clock)
+    first = rows(queued.database)[0]
+    asyncio.run(dispatcher.dispatch([first.id]))
+    first = rows(queued.database)[0]
+    assert (first.status, first.last_error) == ("withheld", "outside the 24-hour reply window")
+    assert channel.attempts == 0
+
+
+def test_inside_the_reply_window_a_reply_goes(queued) -> None:  # type: ignore[no-untyped-def]
+    channel = RecordingChannel("console", capabilities=Capabilities(reply_window_hours=24))
+    asyncio.run(Dispatcher(queued.database, ChannelRegistry([channel])).dispatch([rows(queued.database)[0].id]))
+    assert rows(queued.database)[0].status == "sent"
+
+
+def test_an_unreachable_user_is_marked_and_not_tried_again_until_they_write(queued) -> None:  # type: ignore[no-untyped-def]
+    channel = RecordingChannel("console", failures=[PermanentChannelError("bot was blocked", unreachable=True)])
+    dispatcher = Dispatcher(queued.database, ChannelRegistry([channel]))
+    first, second = rows(queued.database)
+    asyncio.run(dispatcher.dispatch([first.id, second.id]))
+    assert [row.status for row in rows(queued.database)] == ["dead", "withheld"]
+    assert channel.attempts == 1
+    said = queued.say("payout again")  # writing again makes them reachable: the reply goes
+    assert "Payouts are sent" in said
+
+
+def test_a_delivery_report_is_recorded_on_the_row(queued) -> None:  # type: ignore[no-untyped-def]
+    channel = RecordingChannel("console")
+    asyncio.run(Dispatcher(queued.database, ChannelRegistry([channel])).dispatch([rows(queued.database)[0].id]))
+    assert record_delivery(queued.database, channel="console", receipt_id="console-1", status="delivered")
+    assert not record_delivery(queued.database, channel="console", receipt_id="nope", status="delivered")
+    assert rows(queued.database)[0].delivery_status == "delivered"
