@@ -40,6 +40,8 @@ class ChannelPlugin:
     channels: list[Channel] = field(default_factory=list)
     router: APIRouter | None = None
     pollers: list[Callable[[Services], Awaitable[None]]] = field(default_factory=list)
+    # `saypro-bot webhooks register`: sets the provider's webhook (or says what to set), one line each.
+    register_webhooks: Callable[[Settings], Awaitable[list[str]]] | None = None
 
 
 def load_plugins(settings: Settings) -> list[ChannelPlugin]:

@@ -170,3 +170,14 @@ class OutboxItem(Base):
     receipt_id: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
+
+
+class PollerCursor(Base):
+    """Where a poller (X DMs, Telegram getUpdates) got to, so a restart neither repeats nor skips."""
+
+    __tablename__ = "poller_cursors"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    leased_until: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
