@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     telegram_bot_token: SecretStr | None = None
     telegram_webhook_secret: SecretStr | None = None
     telegram_api_base_url: str | None = None
+    # Set by `saypro-bot run --telegram-polling`: getUpdates instead of the webhook, for local use.
+    telegram_polling: bool = False
     slack_bot_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
     slack_agent_channel: str | None = None
