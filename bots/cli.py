@@ -51,6 +51,9 @@ def run(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     demo: Annotated[bool, typer.Option(help="Load demo campaigns, payouts and contest entries.")] = False,
+    telegram_polling: Annotated[
+        bool, typer.Option(help="Fetch Telegram updates by polling instead of the webhook (local use).")
+    ] = False,
 ) -> None:
     """The web app (webhooks, platform API, health, metrics) and the dispatcher, in one process."""
     import uvicorn
@@ -60,6 +63,8 @@ def run(
 
     logs.configure()
     settings = settings_or_exit()
+    if telegram_polling:
+        settings = settings.model_copy(update={"telegram_polling": True})
     services = services_or_exit(settings)
     for status in channel_report(settings, services.plugins):
         log.info("channel %s: %s (%s)", status.name, "live" if status.live else "off", status.why)
@@ -154,8 +159,20 @@ def _knowledge_or_exit(settings: Settings):  # type: ignore[no-untyped-def]
 
 @webhooks_app.command("register")
 def webhooks_register() -> None:
-    """Set the providers' webhook URLs under PUBLIC_BASE_URL."""
-    fail("no channel adapters are built into this version yet, so there is no webhook to register")
+    """Set Telegram's webhook, and print the URLs to enter at Twilio, Slack and X, under PUBLIC_BASE_URL."""
+    from bots.plugins import load_plugins
+
+    logs.configure("WARNING")
+    settings = settings_or_exit()
+    registrars = [plugin.register_webhooks for plugin in load_plugins(settings) if plugin.register_webhooks]
+    if not registrars:
+        fail("no channel is live: set a channel's credentials first (see the README)")
+
+    async def register_all() -> list[str]:
+        return [line for registrar in registrars for line in await registrar(settings)]
+
+    for line in asyncio.run(register_all()):
+        typer.echo(line)
 
 
 @db_app.command("upgrade")
@@ -174,8 +191,20 @@ def report(
     days: Annotated[int, typer.Option(help="How many days back.")] = 7,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Support metrics for the last N days."""
-    fail("support reports come with the human desk, which this version does not have yet")
+    """Support metrics for the last N days: volume by channel, bot containment, tickets, delivery outcomes."""
+    from core.reporting import support_report
+    from core.storage.database import Database
+
+    logs.configure("WARNING")
+    database = Database.from_url(settings_or_exit().database_url)
+    database.upgrade()
+    figures = support_report(database, days=days)
+    if as_json:
+        typer.echo(json.dumps(figures))
+        return
+    from bots.report_view import print_report
+
+    print_report(figures, days=days)
 
 
 def main() -> None:
