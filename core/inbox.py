@@ -20,7 +20,7 @@ from core.channels import ChannelRegistry
 from core.conversations import State, move
 from core.dialogue import Context, Dialogue, Reply, Turn
 from core.handoff import Desk, open_ticket
-from core.messages import Capabilities, InboundMessage, Option, OutboundMessage
+from core.messages import Capabilities, InboundMessage, Option, OutboundMessage, Template
 from core.render import render
 from core.storage.database import Database
 from core.storage.models import ChannelIdentity, Contact, Conversation, Message, OutboxItem, utcnow
@@ -209,12 +209,19 @@ def write_outbound(
             user_id=message.user_id,
             text=part.text,
             options=[{"label": o.label, "value": o.value} for o in part.options],
+            template=_template_record(message.template),
         )
         for number, part in enumerate(render(message, capabilities), start=1)
     ]
     session.add_all(items)
     session.flush()
     return [item.id for item in items]
+
+
+def _template_record(template: Template | None) -> dict[str, object] | None:
+    if template is None:
+        return None
+    return {"content_id": template.content_id, "variables": [list(pair) for pair in template.variables]}
 
 
 def _find(session: Session, message: InboundMessage) -> Message | None:

@@ -58,14 +58,27 @@ class Option:
 
 
 @dataclass(frozen=True)
+class Template:
+    """A provider-approved message template (WhatsApp outside its 24-hour window): its id and values.
+
+    `content_id` is the provider's template id (Twilio's Content SID); `variables` fill its
+    placeholders in order, as {"1": ..., "2": ...}. The message's `text` stays the readable record.
+    """
+
+    content_id: str
+    variables: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class OutboundMessage:
-    """One reply to a user: Markdown text and optional quick replies."""
+    """One reply to a user: Markdown text and optional quick replies, or a template where required."""
 
     channel: str
     user_id: str
     text: str
     options: tuple[Option, ...] = ()
     conversation_id: int | None = None
+    template: Template | None = None
 
 
 @dataclass(frozen=True)

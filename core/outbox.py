@@ -13,6 +13,7 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, exists, or_, select, update
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session, aliased
 from core import metrics
 from core.channels import ChannelRegistry
 from core.errors import ChannelError, PermanentChannelError, TransientChannelError
-from core.messages import Option, OutboundMessage, Receipt
+from core.messages import Option, OutboundMessage, Receipt, Template
 from core.storage.database import Database
 from core.storage.models import ChannelIdentity, OutboxItem, utcnow
 
@@ -126,7 +127,9 @@ class Dispatcher:
         if channel is None:
             await asyncio.to_thread(self._failed, item, PermanentChannelError(f"channel {item.channel} is not live"))
             return
-        refusal = await asyncio.to_thread(self._refusal, item, channel.capabilities.reply_window_hours)
+        # An approved template may be sent outside the reply window; free-form text may not.
+        window = None if item.template else channel.capabilities.reply_window_hours
+        refusal = await asyncio.to_thread(self._refusal, item, window)
         if refusal is not None:
             await asyncio.to_thread(self._withhold, item, refusal)
             return
@@ -136,6 +139,7 @@ class Dispatcher:
             text=item.text,
             options=tuple(Option(**option) for option in item.options),
             conversation_id=item.conversation_id,
+            template=_template(item.template),
         )
         try:
             receipt = await channel.send(message)
@@ -202,6 +206,12 @@ class Dispatcher:
             "reply not sent",
             extra={"channel": item.channel, "outbox_id": item.id, "attempts": attempts, "status": status},
         )
+
+
+def _template(record: dict[str, Any] | None) -> Template | None:
+    if not record:
+        return None
+    return Template(record["content_id"], tuple((str(k), str(v)) for k, v in record.get("variables", [])))
 
 
 def _mark_unreachable(session: Session, channel: str, user_id: str, when: datetime) -> None:

@@ -159,6 +159,8 @@ class OutboxItem(Base):
     user_id: Mapped[str] = mapped_column(String(200))
     text: Mapped[str] = mapped_column(Text)
     options: Mapped[list[Any]] = mapped_column(default=list)
+    # {"content_id": ..., "variables": [[key, value], ...]} when sent as a provider template
+    template: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # pending, sent, dead (gave up), withheld (not allowed to send, e.g. outside WhatsApp's window)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     # What the provider reported later about delivery (Twilio status callbacks): delivered, failed...

@@ -165,3 +165,23 @@ def test_a_delivery_report_is_recorded_on_the_row(queued) -> None:  # type: igno
     assert record_delivery(queued.database, channel="console", receipt_id="console-1", status="delivered")
     assert not record_delivery(queued.database, channel="console", receipt_id="nope", status="delivered")
     assert rows(queued.database)[0].delivery_status == "delivered"
+
+
+def test_a_template_may_go_outside_the_reply_window(queued) -> None:  # type: ignore[no-untyped-def]
+    from core.inbox import write_outbound
+    from core.messages import OutboundMessage, Template
+    from core.storage.models import Conversation
+
+    with queued.database.transaction() as session:
+        conversation = session.scalars(select(Conversation)).one()
+        [item_id] = write_outbound(
+            session,
+            conversation,
+            OutboundMessage("console", "user-1", "Your payout was sent.", template=Template("HX123", (("1", "R4,750.00"),))),
+            capabilities=Capabilities(),
+        )
+    clock = Clock()
+    clock.now = datetime.now(timezone.utc) + timedelta(hours=30)
+    channel = RecordingChannel("console", capabilities=Capabilities(reply_window_hours=24))
+    asyncio.run(Dispatcher(queued.database, ChannelRegistry([channel]), clock=clock).dispatch([item_id]))
+    assert channel.sent[0].template == Template("HX123", (("1", "R4,750.00"),))
