@@ -35,9 +35,8 @@ def public_url(request: Request) -> str:
     return f"{base}{request.url.path}" + (f"?{query}" if query else "")
 
 
-async def take_in(request: Request, channel: WebhookChannel, background: BackgroundTasks) -> list[Accepted]:
-    """Verify, parse and store a provider's request; the answers are worked out after the response."""
-    services = request.app.state.services
+async def verified(request: Request, channel: WebhookChannel) -> tuple[dict[str, str], bytes]:
+    """The lower-cased headers and the body of a request the provider signed; 413 or 403 otherwise."""
     body = await read_body(request)
     headers = {key.lower(): value for key, value in request.headers.items()}
     try:
@@ -45,6 +44,13 @@ async def take_in(request: Request, channel: WebhookChannel, background: Backgro
     except InboundRejected as exc:
         log.warning("webhook refused: %s", exc, extra={"channel": channel.name})
         raise HTTPException(403, "request signature is not valid") from None
+    return headers, body
+
+
+async def take_in(request: Request, channel: WebhookChannel, background: BackgroundTasks) -> list[Accepted]:
+    """Verify, parse and store a provider's request; the answers are worked out after the response."""
+    services = request.app.state.services
+    headers, body = await verified(request, channel)
     try:
         messages = channel.parse(headers=headers, body=body)
     except InboundRejected as exc:

@@ -222,13 +222,29 @@ def _mark_unreachable(session: Session, channel: str, user_id: str, when: dateti
     )
 
 
-def record_delivery(database: Database, *, channel: str, receipt_id: str, status: str) -> bool:
-    """Note the provider's later word on a sent message (delivered, failed...); False if unknown."""
+# Delivery reports can arrive out of order (Twilio may report "sent" after "delivered"): a report
+# never moves a row back to an earlier stage. Final outcomes share the top rank.
+_DELIVERY_STAGE = {"accepted": 0, "queued": 1, "sending": 2, "sent": 3, "delivered": 4, "read": 5,
+                   "undelivered": 4, "failed": 4, "canceled": 4}
+
+
+def record_delivery(
+    database: Database, *, channel: str, receipt_id: str, status: str, unreachable: bool = False
+) -> bool:
+    """Note the provider's later word on a sent message (delivered, failed...); False if unknown.
+
+    With `unreachable`, the report says the user cannot be reached (unsubscribed, invalid number),
+    and the identity is marked so in the same transaction.
+    """
     with database.transaction() as session:
         row = session.scalars(
             select(OutboxItem).where(OutboxItem.channel == channel, OutboxItem.receipt_id == receipt_id)
         ).first()
         if row is None:
             return False
-        row.delivery_status = status[:32]
+        current = _DELIVERY_STAGE.get(row.delivery_status or "", -1)
+        if _DELIVERY_STAGE.get(status, current) >= current:
+            row.delivery_status = status[:32]
+        if unreachable:
+            _mark_unreachable(session, row.channel, row.user_id, utcnow())
         return True

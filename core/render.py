@@ -56,8 +56,14 @@ def _cut_point(text: str, limit: int) -> int:
 
 
 def render(message: OutboundMessage, capabilities: Capabilities) -> list[Part]:
-    """The parts to send, in order; options ride on the last part (or in its text)."""
+    """The parts to send, in order; options ride on the last part (or in its text).
+
+    A template message is one part whatever its length: the provider sends the template, and the
+    text is only its readable record.
+    """
     text = message.text.strip()
+    if message.template is not None:
+        return [Part(text=text)]
     options = message.options
     if options and not capabilities.buttons:
         text = f"{text}\n\n{numbered_list(options)}" if text else numbered_list(options)

@@ -185,3 +185,21 @@ def test_a_template_may_go_outside_the_reply_window(queued) -> None:  # type: ig
     channel = RecordingChannel("console", capabilities=Capabilities(reply_window_hours=24))
     asyncio.run(Dispatcher(queued.database, ChannelRegistry([channel]), clock=clock).dispatch([item_id]))
     assert channel.sent[0].template == Template("HX123", (("1", "R4,750.00"),))
+
+
+def test_a_late_report_never_moves_delivery_backwards(queued) -> None:  # type: ignore[no-untyped-def]
+    channel = RecordingChannel("console")
+    asyncio.run(Dispatcher(queued.database, ChannelRegistry([channel])).dispatch([rows(queued.database)[0].id]))
+    for status in ("delivered", "sent", "queued"):
+        record_delivery(queued.database, channel="console", receipt_id="console-1", status=status)
+    assert rows(queued.database)[0].delivery_status == "delivered"
+
+
+def test_an_unreachable_report_marks_the_identity(queued) -> None:  # type: ignore[no-untyped-def]
+    from core.storage.models import ChannelIdentity
+
+    channel = RecordingChannel("console")
+    asyncio.run(Dispatcher(queued.database, ChannelRegistry([channel])).dispatch([rows(queued.database)[0].id]))
+    record_delivery(queued.database, channel="console", receipt_id="console-1", status="undelivered", unreachable=True)
+    with queued.database.sessions() as session:
+        assert session.scalars(select(ChannelIdentity)).one().unreachable_at is not None
