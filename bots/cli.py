@@ -6,44 +6,21 @@ import asyncio
 import json
 import logging
 import sys
-from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
 from bots import logs
-from bots.settings import Settings, load_settings
-from core.errors import ConfigurationError, KnowledgeBaseError
+from bots.knowledge_cli import knowledge_app
+from bots.startup import fail, knowledge_or_exit, services_or_exit, settings_or_exit
 
 app = typer.Typer(help="SayPro's customer-support bot.", no_args_is_help=True, add_completion=False)
-knowledge_app = typer.Typer(help="Check and measure the FAQ matcher.", no_args_is_help=True)
 webhooks_app = typer.Typer(help="Provider webhooks.", no_args_is_help=True)
 db_app = typer.Typer(help="The database.", no_args_is_help=True)
-app.add_typer(knowledge_app, name="knowledge")
+app.add_typer(knowledge_app, name="knowledge")  # bots/knowledge_cli.py
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(db_app, name="db")
 log = logging.getLogger("saypro")
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    typer.echo(f"saypro-bot: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def settings_or_exit() -> Settings:
-    try:
-        return load_settings()
-    except ConfigurationError as exc:
-        fail(str(exc))
-
-
-def services_or_exit(settings: Settings, **kwargs: object):  # type: ignore[no-untyped-def]
-    from bots.wiring import build  # the knowledge base and SDKs load only for commands that need them
-
-    try:
-        return build(settings, **kwargs)  # type: ignore[arg-type]
-    except (ConfigurationError, KnowledgeBaseError) as exc:
-        fail(str(exc))
 
 
 @app.command()
@@ -107,7 +84,7 @@ def ask(text: str, as_json: Annotated[bool, typer.Option("--json", help="Print o
     from bots.answers import ask_payload
 
     logs.configure("WARNING")
-    knowledge = _knowledge_or_exit(settings_or_exit())
+    knowledge = knowledge_or_exit(settings_or_exit())
     payload = ask_payload(knowledge, text)
     if as_json:
         typer.echo(json.dumps(payload, ensure_ascii=False))
@@ -118,43 +95,6 @@ def ask(text: str, as_json: Annotated[bool, typer.Option("--json", help="Print o
         typer.echo(f"[{payload['topic']}] confidence {payload['confidence']:.2f}\n\n{payload['answer']}")
     for alternative in payload["alternatives"]:
         typer.echo(f"  also: {alternative['topic']} ({alternative['confidence']:.2f})")
-
-
-@knowledge_app.command("eval")
-def knowledge_eval(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV with columns text,topic.")],
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
-    """Score the bundled knowledge base on labelled questions (empty topic = out of scope)."""
-    from knowledge.evaluation import evaluate, read_labelled_csv
-
-    logs.configure("WARNING")
-    knowledge = _knowledge_or_exit(settings_or_exit())
-    try:
-        rows = read_labelled_csv(file, label_column="topic")
-    except (ValueError, KeyError) as exc:
-        fail(f"{file}: {exc}")
-    result = evaluate(knowledge, rows)
-    if as_json:
-        typer.echo(json.dumps(result))
-        return
-    typer.echo(f"questions:            {result['n']}")
-    typer.echo(f"accuracy (in scope):  {result['accuracy']:.1%}")
-    typer.echo(f"out-of-scope recall:  {_percent(result['oos_recall'])}")
-    typer.echo(f"answered precision:   {_percent(result['answered_precision'])}")
-
-
-def _percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1%}"
-
-
-def _knowledge_or_exit(settings: Settings):  # type: ignore[no-untyped-def]
-    from knowledge.service import KnowledgeService
-
-    try:
-        return KnowledgeService.load(settings.knowledge_dir)
-    except KnowledgeBaseError as exc:
-        fail(str(exc))
 
 
 @webhooks_app.command("register")
