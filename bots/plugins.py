@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from bots.wiring import Services
 
 # The provider modules, each with a `plugin(settings)` function.
-PLUGIN_MODULES: tuple[str, ...] = ("bots.channels.twilio",)
+PLUGIN_MODULES: tuple[str, ...] = ("bots.channels.twilio", "bots.channels.x_dm")
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy.orm import Session
 
 from core.storage.database import Database
-from core.storage.models import PollerCursor
+from core.storage.models import PollerCursor, utcnow
 
 
 def read_cursor(database: Database, name: str) -> str | None:
@@ -22,3 +24,22 @@ def save_cursor(session: Session, name: str, value: str) -> None:
         session.add(PollerCursor(name=name, value=value))
     else:
         cursor.value = value
+
+
+def lease_cursor(database: Database, name: str, *, owner: str, seconds: float) -> bool:
+    """Take or renew poller `name`'s lease for `seconds`; False while another owner's lease runs.
+
+    Several processes may run the same poller (`web` and `worker`): the lease lets one of them
+    poll at a time, and a lease whose holder died lapses, so another takes over.
+    """
+    now = utcnow()
+    with database.transaction() as session:
+        cursor = session.get(PollerCursor, name, with_for_update=True)
+        if cursor is None:
+            cursor = PollerCursor(name=name)
+            session.add(cursor)
+        elif cursor.lease_owner not in (None, owner) and cursor.leased_until is not None and cursor.leased_until > now:
+            return False
+        cursor.lease_owner = owner
+        cursor.leased_until = now + timedelta(seconds=seconds)
+        return True

@@ -25,3 +25,13 @@ def test_a_cursor_saved_in_a_failed_transaction_is_not_kept(database: Database) 
     except RuntimeError:
         pass
     assert read_cursor(database, "telegram") is None
+
+
+def test_one_poller_holds_the_lease_until_it_lapses(database: Database) -> None:
+    from core.cursors import lease_cursor
+
+    assert lease_cursor(database, "x-dm", owner="web", seconds=60)
+    assert not lease_cursor(database, "x-dm", owner="worker", seconds=60)
+    assert lease_cursor(database, "x-dm", owner="web", seconds=60)  # the holder renews
+    assert lease_cursor(database, "x-dm", owner="web", seconds=-1)  # ...and here lets it lapse at once
+    assert lease_cursor(database, "x-dm", owner="worker", seconds=60)
