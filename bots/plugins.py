@@ -20,7 +20,12 @@ if TYPE_CHECKING:
     from bots.wiring import Services
 
 # The provider modules, each with a `plugin(settings)` function.
-PLUGIN_MODULES: tuple[str, ...] = ("bots.channels.twilio", "bots.channels.x_dm")
+PLUGIN_MODULES: tuple[str, ...] = (
+    "bots.channels.telegram",
+    "bots.channels.twilio",
+    "bots.channels.x_dm",
+    "bots.channels.slack",
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,8 @@ class ChannelPlugin:
     pollers: list[Callable[[Services], Awaitable[None]]] = field(default_factory=list)
     # `saypro-bot webhooks register`: sets the provider's webhook (or says what to set), one line each.
     register_webhooks: Callable[[Settings], Awaitable[list[str]]] | None = None
+    # Awaited when the web app or worker stops, in its own event loop (SDK HTTP clients).
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
 def load_plugins(settings: Settings) -> list[ChannelPlugin]:

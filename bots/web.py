@@ -38,6 +38,9 @@ def create_app(services: Services, *, background: bool = True) -> FastAPI:
         for task in tasks:
             with suppress(asyncio.CancelledError):
                 await task
+        for plugin in services.plugins:
+            for close in plugin.closers:
+                await close()
 
     app = FastAPI(title="SayPro support bot", version="0.1.0", lifespan=lifespan)
     app.state.services = services

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from datetime import timedelta
 
 from sqlalchemy.orm import Session
@@ -26,6 +29,11 @@ def save_cursor(session: Session, name: str, value: str) -> None:
         cursor.value = value
 
 
+def new_lease_owner() -> str:
+    """A name for one poller in one process, as it appears on the leases it holds."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
 def lease_cursor(database: Database, name: str, *, owner: str, seconds: float) -> bool:
     """Take or renew poller `name`'s lease for `seconds`; False while another owner's lease runs.
 
@@ -43,3 +51,11 @@ def lease_cursor(database: Database, name: str, *, owner: str, seconds: float) -
         cursor.lease_owner = owner
         cursor.leased_until = now + timedelta(seconds=seconds)
         return True
+
+
+def release_cursor(database: Database, name: str, *, owner: str) -> None:
+    """Give up poller `name`'s lease if `owner` holds it (a clean stop), so another takes over at once."""
+    with database.transaction() as session:
+        cursor = session.get(PollerCursor, name, with_for_update=True)
+        if cursor is not None and cursor.lease_owner == owner:
+            cursor.lease_owner, cursor.leased_until = None, None

@@ -15,6 +15,9 @@ from core.storage.database import Database
 for _proxy in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
     os.environ.pop(_proxy, None)
 os.environ["NO_PROXY"] = "127.0.0.1,localhost"
+# python-telegram-bot 22 warns (an error under filterwarnings=error) when it builds RetryAfter
+# with a plain number; this opts into its timedelta form, which the adapter reads either way.
+os.environ.setdefault("PTB_TIMEDELTA", "true")
 
 _real_connect = socket.socket.connect
 

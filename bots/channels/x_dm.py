@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
-import socket
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -20,7 +18,7 @@ from adapters.x_dm import CHANNEL, XCredentials, XDirectMessages
 from bots.intake import answer, take_in
 from bots.plugins import ChannelPlugin, ChannelStatus, missing
 from bots.settings import Settings
-from core.cursors import lease_cursor, read_cursor, save_cursor
+from core.cursors import lease_cursor, new_lease_owner, read_cursor, release_cursor, save_cursor
 from core.errors import ChannelError, PermanentChannelError
 from core.storage.database import Database
 from core.storage.models import PollerCursor
@@ -140,8 +138,15 @@ def advance_cursor(database: Database, event_id: str) -> None:
 
 async def poll_forever(services: Services, channel: XDirectMessages, *, interval: float) -> None:
     """Poll every `interval` seconds until cancelled; failures back off with jitter, a 429 until X's reset."""
+    owner = new_lease_owner()
+    try:
+        await _poll_leased(services, channel, interval=interval, owner=owner)
+    finally:  # a clean stop hands the lease over at once; a crash lets it lapse
+        release_cursor(services.database, CURSOR, owner=owner)
+
+
+async def _poll_leased(services: Services, channel: XDirectMessages, *, interval: float, owner: str) -> None:
     failures = 0
-    owner = f"{socket.gethostname()}:{os.getpid()}:{id(channel):x}"
     while True:
         try:
             # One process polls at a time; the others wait for its lease to lapse.
