@@ -46,7 +46,7 @@ def run(
     for status in channel_report(settings, services.plugins):
         log.info("channel %s: %s (%s)", status.name, "live" if status.live else "off", status.why)
     if demo:
-        log.warning("--demo: demo records come with status look-ups, which this version does not have yet")
+        _load_demo(services)
     uvicorn.run(create_app(services), host=host, port=port, log_config=None)
 
 
@@ -70,12 +70,27 @@ def worker() -> None:
 
 
 @app.command()
-def chat(as_: Annotated[str, typer.Option("--as", help="Your user id on the console channel.")] = "local") -> None:
+def chat(
+    as_: Annotated[str, typer.Option("--as", help="Your user id on the console channel.")] = "local",
+    demo: Annotated[bool, typer.Option(help="Load the demo campaigns, payouts and contest entries first.")] = False,
+) -> None:
     """Talk to the bot in the terminal."""
     from bots.chat import chat as run_chat
 
     logs.configure("WARNING")
-    run_chat(services_or_exit(settings_or_exit()), user_id=as_)
+    services = services_or_exit(settings_or_exit())
+    if demo:
+        _load_demo(services)
+        typer.echo("Demo data loaded. Try: where is my payout? then SP-PAY-DEMO1 (more in docs/status.md).")
+    run_chat(services, user_id=as_)
+
+
+def _load_demo(services) -> None:  # type: ignore[no-untyped-def]
+    from bots.demo import load_demo
+
+    results = load_demo(services)
+    changed = sum(1 for result in results if result.result != "unchanged")
+    log.info("demo records loaded: %d, %d new or changed (references in docs/status.md)", len(results), changed)
 
 
 @app.command()

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from adapters.email import parse_smtp_url
 from core.errors import ConfigurationError
 from core.hours import SupportHours
+from core.proactive import TEMPLATE_KEY
+
+_CONTENT_SID = re.compile(r"HX[0-9a-fA-F]{32}")
 
 
 class Settings(BaseSettings):
@@ -28,6 +35,11 @@ class Settings(BaseSettings):
     knowledge_dir: Path | None = None
     knowledge_embeddings: str | None = None
     smtp_url: SecretStr | None = None
+    smtp_from: str = "SayPro support <no-reply@saypro.online>"
+    # {"disbursement.sent": "HX...", ...}: the approved WhatsApp template (Twilio Content SID) for
+    # each status change, used for proactive updates outside WhatsApp's 24-hour window.
+    whatsapp_status_templates: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    status_lookups_per_hour: int = Field(default=10, ge=1)
 
     telegram_bot_token: SecretStr | None = None
     telegram_webhook_secret: SecretStr | None = None
@@ -74,6 +86,33 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("must be an http(s) URL such as https://bot.example.org")
         return value.rstrip("/")
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                parse_smtp_url(value.get_secret_value())
+            except ConfigurationError as exc:
+                raise ValueError(str(exc).removeprefix("SMTP_URL: ")) from None
+        return value
+
+    @field_validator("whatsapp_status_templates", mode="before")
+    @classmethod
+    def _templates(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError('must be a JSON object such as {"disbursement.sent": "HX..."}') from exc
+        if not isinstance(value, dict):
+            raise ValueError('must be a JSON object such as {"disbursement.sent": "HX..."}')
+        for key, sid in value.items():
+            if not TEMPLATE_KEY.fullmatch(str(key)):
+                raise ValueError(f"{key!r} is not a status change such as disbursement.sent or registration.submission.accepted")
+            if not isinstance(sid, str) or not _CONTENT_SID.fullmatch(sid):
+                raise ValueError(f"{key}: {sid!r} is not a Twilio Content SID (HX and 32 hex digits)")
+        return value
 
     @field_validator("support_timezone")
     @classmethod

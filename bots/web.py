@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from adapters.api import ApiMessageIn, ApiMessagesOut, ApiReply
+from bots.platform_api import router as records_router
 from bots.wiring import Services
 from bots.worker import run_forever
 from core.storage.models import OutboxItem
@@ -71,6 +72,7 @@ def create_app(services: Services, *, background: bool = True) -> FastAPI:
     app.post("/api/v1/messages", response_model=ApiMessagesOut, dependencies=[Depends(platform_key)])(
         _messages_route(services)
     )
+    app.include_router(records_router, dependencies=[Depends(platform_key)])
     return app
 
 

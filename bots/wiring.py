@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 from adapters.api import ApiChannel
+from adapters.email import SmtpChannel, parse_smtp_url
+from bots.demo import DemoCodeRoute
 from bots.plugins import ChannelPlugin, ChannelStatus, load_plugins, missing
 from bots.settings import Settings
 from core.channels import Channel, ChannelRegistry
@@ -12,7 +15,10 @@ from core.dialogue import Dialogue
 from core.faq import KnowledgeBase
 from core.inbox import Inbox
 from core.outbox import Dispatcher
+from core.proactive import Notifier
+from core.status import StatusService, default_routes
 from core.storage.database import Database
+from core.verification import Policy
 
 
 @dataclass
@@ -25,6 +31,7 @@ class Services:
     dispatcher: Dispatcher
     api: ApiChannel
     plugins: list[ChannelPlugin]
+    notifier: Notifier
 
 
 def build(
@@ -39,8 +46,14 @@ def build(
 
         knowledge = KnowledgeService.load(settings.knowledge_dir)
     api = ApiChannel()
-    registry = ChannelRegistry((api, *channels, *(c for plugin in plugins for c in plugin.channels)))
-    inbox = Inbox(database, Dialogue(knowledge), registry)
+    registry = ChannelRegistry((api, *channels, *(c for plugin in plugins for c in plugin.channels), *_mail(settings)))
+    zone = ZoneInfo(settings.support_timezone)
+    # Codes for the demo's records show in the terminal; real ones go by SMS, else by e-mail.
+    status = StatusService(
+        registry, routes=[DemoCodeRoute(), *default_routes(registry)], timezone=zone,
+        policy=Policy(lookups_per_window=settings.status_lookups_per_hour),
+    )
+    inbox = Inbox(database, Dialogue(knowledge), registry, status=status)
     return Services(
         settings=settings,
         database=database,
@@ -50,7 +63,15 @@ def build(
         dispatcher=Dispatcher(database, registry),
         api=api,
         plugins=plugins,
+        notifier=Notifier(registry, templates=settings.whatsapp_status_templates, timezone=zone),
     )
+
+
+def _mail(settings: Settings) -> list[Channel]:
+    """The e-mail channel for one-time codes, when SMTP_URL is set."""
+    if settings.smtp_url is None:
+        return []
+    return [SmtpChannel(parse_smtp_url(settings.smtp_url.get_secret_value()), sender=settings.smtp_from)]
 
 
 # Channels whose provider module is not part of this version yet, and the variables each will need.
@@ -69,6 +90,8 @@ def channel_report(settings: Settings, plugins: list[ChannelPlugin] | None = Non
     report = [ChannelStatus("api", True, api_why)]
     for plugin in load_plugins(settings) if plugins is None else plugins:
         report.extend(plugin.statuses)
+    mail_why = "SMTP_URL set: one-time codes by e-mail" if settings.smtp_url else "SMTP_URL not set: no codes by e-mail"
+    report.append(ChannelStatus("email", settings.smtp_url is not None, mail_why))
     known = {status.name for status in report}
     for name, variables in _PLANNED:
         if name in known:

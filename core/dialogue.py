@@ -1,6 +1,8 @@
 """What the bot says: one user message and the conversation's context in, a turn out.
 
-The dialogue decides and never writes; core.inbox applies a turn in one transaction.
+The dialogue decides and never writes; core.inbox applies a turn in one transaction. Questions
+about a user's own records need the database: the dialogue recognises them and hands them on
+as `Turn.status`, which core.inbox passes to core.status in the same transaction.
 """
 
 from __future__ import annotations
@@ -9,8 +11,8 @@ import re
 from dataclasses import dataclass, field
 from core.conversations import State, bot_may_answer
 from core.faq import Decision, FaqResult, KnowledgeBase
-from core.handoff import HandoffRequest, Priority
-from core.intents import Intent, classify
+from core.handoff import HandoffRequest
+from core.intents import Intent, bare_reference, classify, code_in, find_record_reference
 from core.messages import Option
 from core import texts
 
@@ -26,6 +28,28 @@ AUDIENCES = (
     Option(texts.AUDIENCE_PARTICIPANT, "audience:participant"),
 )
 _HAS_WORD = re.compile(r"\w")
+# While the bot waits for a reference or a code, these still do what they always do.
+_LEAVE_STATUS = (Intent.MENU, Intent.AGENT, Intent.GREETING, Intent.GOODBYE, Intent.THANKS)
+
+
+@dataclass(frozen=True)
+class StatusFlow:
+    """A status question in progress, stored with the conversation: what the bot waits for next."""
+
+    step: str  # "reference" or "code"
+    reference: str | None = None
+    topic: str | None = None  # campaign, disbursement, contribution, registration
+    intent: str = "status"  # or "refund"
+
+
+@dataclass(frozen=True)
+class StatusAsk:
+    """A message for core.status to answer; `reference` and `refund` come from a picked option."""
+
+    text: str
+    flow: StatusFlow | None = None
+    reference: str | None = None
+    refund: bool = False
 
 
 @dataclass(frozen=True)
@@ -37,12 +61,16 @@ class Context:
     options: tuple[Option, ...] = ()
     has_attachments: bool = False
     carrier_opt_out: bool = False
+    status_flow: StatusFlow | None = None
 
 
 @dataclass(frozen=True)
 class Reply:
+    """One reply; `redacted`, for a secret, is what is stored instead and kept once it is sent."""
+
     text: str
     options: tuple[Option, ...] = ()
+    redacted: str | None = None
 
 
 @dataclass
@@ -55,6 +83,10 @@ class Turn:
     handoff: HandoffRequest | None = None
     opt_out: bool | None = None
     details: dict[str, object] = field(default_factory=dict)
+    status: StatusAsk | None = None  # for core.status to answer
+    sets_flow: bool = False  # replace the stored status flow with `flow` (None ends it)
+    flow: StatusFlow | None = None
+    redact_inbound: bool = False  # the user's message was a one-time code: do not keep it
 
     @property
     def options(self) -> tuple[Option, ...]:
@@ -76,11 +108,13 @@ class Dialogue:
             return Turn(misses=context.misses, details={"silent": context.state.value})
         chosen = pick_option(context.options, text, intent)
         if chosen is not None:
-            return self._choose(chosen, context)
+            return self._choose(chosen, context, text)
         if not text or not _HAS_WORD.search(text):
             return self._no_words(context, has_text=bool(text))
         if len(text) > MAX_QUESTION_LENGTH:
             return Turn(replies=[Reply(texts.TOO_LONG, (MENU, AGENT))], misses=context.misses)
+        if context.status_flow is not None and intent not in _LEAVE_STATUS and _continues(context.status_flow, text):
+            return self._status(context, text)
         if intent is not None:
             return self._intent(intent, context, text)
         return self._faq(context, self.knowledge.lookup(text))
@@ -89,7 +123,9 @@ class Dialogue:
         if context.carrier_opt_out:  # the carrier has already told the user; a reply would be refused
             return Turn(misses=context.misses, opt_out=out, details={"opt_out": out})
         reply = texts.STOPPED if out else texts.STARTED
-        return Turn(replies=[Reply(reply)], misses=context.misses, opt_out=out, details={"opt_out": out})
+        return Turn(
+            replies=[Reply(reply)], misses=context.misses, opt_out=out, details={"opt_out": out}, sets_flow=True
+        )
 
     def _no_words(self, context: Context, *, has_text: bool) -> Turn:
         if context.has_attachments and not has_text:
@@ -107,19 +143,19 @@ class Dialogue:
         if intent is Intent.THANKS:
             return Turn(replies=[Reply(texts.WELCOME)])
         if intent is Intent.GOODBYE:
-            return Turn(replies=[Reply(texts.GOODBYE)])
+            return Turn(replies=[Reply(texts.GOODBYE)], sets_flow=True)
         if intent is Intent.STATUS:
-            return self._status(text)
+            return self._status(context, text)
         # A bare yes or no with nothing pending to answer: treat it as a question like any other.
         return self._faq(context, self.knowledge.lookup(text))
 
     def menu(self, *, greeting: bool) -> Turn:
         text = texts.GREETING if greeting else texts.MENU
-        return Turn(replies=[Reply(text, (*AUDIENCES, AGENT))], details={"intent": "menu"})
+        return Turn(replies=[Reply(text, (*AUDIENCES, AGENT))], details={"intent": "menu"}, sets_flow=True)
 
     def handoff(self, request: HandoffRequest) -> Turn:
         """A turn asking for a person; core.inbox opens the ticket and writes the reply."""
-        return Turn(handoff=request, topic=request.topic, details={"intent": "handoff"})
+        return Turn(handoff=request, topic=request.topic, details={"intent": "handoff"}, sets_flow=True)
 
     def handoff_replies(self, reference: str, *, desk_open: bool) -> list[Reply]:
         """What the user is told once their ticket is open."""
@@ -131,20 +167,14 @@ class Dialogue:
             text = f"{text}\n\n{contact.answer}"
         return [Reply(text, (MENU,))]
 
-    def _status(self, text: str) -> Turn:
-        # Status look-ups are not built yet: say so plainly, give the how-to if it helps, offer a person.
-        parts = [texts.STATUS_UNAVAILABLE]
-        found = self.knowledge.lookup(text)
-        if found.decision is Decision.ANSWER and found.answer:
-            parts.append(found.answer)
-        return Turn(
-            replies=[Reply("\n\n".join(parts), (AGENT, MENU))],
-            topic=found.topic,
-            details={"intent": "status", "topic": found.topic},
-        )
+    def _status(self, context: Context, text: str, *, reference: str | None = None, refund: bool = False) -> Turn:
+        ask = StatusAsk(text=text, flow=context.status_flow, reference=reference, refund=refund)
+        return Turn(misses=context.misses, status=ask, details={"intent": "status"})
 
-    def _choose(self, option: Option, context: Context) -> Turn:
+    def _choose(self, option: Option, context: Context, text: str) -> Turn:
         kind, _, value = option.value.partition(":")
+        if kind in ("status", "refund"):  # one of the user's own records, offered by core.status
+            return self._status(context, text, reference=value, refund=kind == "refund")
         if kind == "topic":
             return self._faq(context, self.knowledge.answer_for(value))
         if kind == "audience":
@@ -181,6 +211,12 @@ class Dialogue:
             text, options = texts.OFFER_PERSON, (AGENT, KEEP_TRYING)
             misses = 0
         return Turn(replies=[Reply(text, options)], misses=misses, details=details or {})
+
+
+def _continues(flow: StatusFlow, text: str) -> bool:
+    """Whether `text` answers what the status flow waits for, or asks about a record again."""
+    awaited = code_in(text) if flow.step == "code" else bare_reference(text)
+    return bool(awaited or find_record_reference(text) or classify(text) is Intent.STATUS)
 
 
 def pick_option(options: tuple[Option, ...], text: str, intent: Intent | None) -> Option | None:

@@ -5,6 +5,7 @@
     ├── KnowledgeBaseError        an FAQ or facts file is invalid (names the file and line)
     ├── InvalidTransition         a conversation or ticket was asked to make a move it may not
     ├── InboundRejected           an inbound message cannot be accepted (says why, for a 4xx)
+    ├── RecordConflict            the platform sent a different record with the same updated_at
     └── ChannelError              a provider refused or failed a send
         ├── TransientChannelError     worth retrying (5xx, timeout, 429 with retry_after)
         └── PermanentChannelError     not worth retrying (bad recipient, blocked, 4xx)
@@ -41,6 +42,10 @@ class InvalidTransition(SayProError):
 
 class InboundRejected(SayProError):
     """An inbound message that cannot be accepted; the message is safe to show the sender."""
+
+
+class RecordConflict(SayProError):
+    """A platform record differs from the stored one but claims the same `updated_at` (a 409)."""
 
 
 class ChannelError(SayProError):

@@ -2,14 +2,17 @@
 
 Store, then answer: `receive` records the message in its own transaction (a provider's retry
 finds it there and stops), `process` decides the replies and writes them, the conversation's
-new state and the outbox rows in one transaction.
+new state and the outbox rows in one transaction. A question about the user's own record is
+answered by core.status inside that same transaction, and the step it waits for (a reference,
+a code) is stored with the conversation.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -18,14 +21,19 @@ from sqlalchemy.orm import Session
 from core import metrics, texts
 from core.channels import ChannelRegistry
 from core.conversations import State, move
-from core.dialogue import Context, Dialogue, Reply, Turn
+from core.dialogue import Context, Dialogue, Reply, StatusFlow, Turn
 from core.handoff import Desk, open_ticket
 from core.messages import Capabilities, InboundMessage, Option, OutboundMessage, Template
 from core.render import render
 from core.storage.database import Database
 from core.storage.models import ChannelIdentity, Contact, Conversation, Message, OutboxItem, utcnow
 
+if TYPE_CHECKING:
+    from core.status import StatusService
+
 log = logging.getLogger(__name__)
+# A status question left waiting longer than this (for a reference or a code) is forgotten.
+STATUS_FLOW_TTL = timedelta(minutes=30)
 
 
 @dataclass(frozen=True)
@@ -41,12 +49,23 @@ class Inbox:
     """Receives and processes inbound messages for every channel."""
 
     def __init__(
-        self, database: Database, dialogue: Dialogue, channels: ChannelRegistry, *, desk: Desk | None = None
+        self,
+        database: Database,
+        dialogue: Dialogue,
+        channels: ChannelRegistry,
+        *,
+        desk: Desk | None = None,
+        status: StatusService | None = None,
     ) -> None:
         self.database = database
         self.dialogue = dialogue
         self.channels = channels
         self.desk = desk
+        if status is None:
+            from core.status import StatusService  # core.status writes through this module's write_outbound
+
+            status = StatusService(channels)
+        self.status = status
 
     def receive(self, message: InboundMessage) -> Accepted:
         """Store `message` once; a second delivery of it returns the first one's record."""
@@ -125,11 +144,16 @@ class Inbox:
             options=tuple(Option(**option) for option in conversation.pending_options),
             has_attachments=bool(inbound.attachments),
             carrier_opt_out=self._capabilities(conversation.channel).carrier_opt_out,
+            status_flow=_status_flow(conversation),
         )
         turn = self.dialogue.respond(context, inbound.text)
+        if turn.status is not None:
+            turn = self.status.respond(session, conversation, turn.status)
         replies = self._apply(session, conversation, turn)
         inbound.processed_at = utcnow()
         inbound.details = turn.details
+        if turn.redact_inbound:  # a one-time code the user typed: checked, and not kept
+            inbound.text = texts.CODE_TYPED_REDACTED
         if "decision" in turn.details:
             metrics.FAQ_DECISIONS.labels(str(turn.details["decision"])).inc()
         return self._write_replies(session, conversation, replies)
@@ -146,6 +170,8 @@ class Inbox:
             log.info("ticket opened", extra={"conversation_id": conversation.id, "ticket": ticket.reference})
         if turn.opt_out is not None:
             conversation.identity.opted_out_at = utcnow() if turn.opt_out else None
+        if turn.sets_flow:
+            _store_status_flow(conversation, turn.flow)
         conversation.misses = turn.misses
         conversation.last_topic = turn.topic or conversation.last_topic
         last_options = replies[-1].options if replies else ()
@@ -177,6 +203,7 @@ class Inbox:
                     conversation_id=conversation.id,
                 ),
                 capabilities=self._capabilities(conversation.channel),
+                redacted=reply.redacted,
             )
         ]
 
@@ -187,15 +214,19 @@ class Inbox:
 
 def write_outbound(
     session: Session, conversation: Conversation, message: OutboundMessage, *, capabilities: Capabilities,
-    author: str = "bot",
+    author: str = "bot", redacted: str | None = None,
 ) -> list[int]:
-    """Record one outbound message and queue its rendered parts; the ids of the outbox rows."""
+    """Record one outbound message and queue its rendered parts; the ids of the outbox rows.
+
+    With `redacted` the text is a secret (a one-time code): the message record keeps `redacted`
+    from the start, and each outbox row holds the secret only while it waits to be sent.
+    """
     record = Message(
         conversation_id=conversation.id,
         direction="out",
         author=author,
         channel=message.channel,
-        text=message.text,
+        text=message.text if redacted is None else redacted,
         options=[{"label": o.label, "value": o.value} for o in message.options],
     )
     session.add(record)
@@ -210,6 +241,7 @@ def write_outbound(
             text=part.text,
             options=[{"label": o.label, "value": o.value} for o in part.options],
             template=_template_record(message.template),
+            after_send_text=redacted,
         )
         for number, part in enumerate(render(message, capabilities), start=1)
     ]
@@ -233,7 +265,7 @@ def _find(session: Session, message: InboundMessage) -> Message | None:
 
 def _store(session: Session, message: InboundMessage) -> Message:
     identity = _identity(session, message)
-    conversation = _open_conversation(session, identity)
+    conversation = open_conversation(session, identity)
     stored = Message(
         conversation_id=conversation.id,
         direction="in",
@@ -249,20 +281,26 @@ def _store(session: Session, message: InboundMessage) -> Message:
     return stored
 
 
-def _identity(session: Session, message: InboundMessage) -> ChannelIdentity:
-    query = select(ChannelIdentity).where(
-        ChannelIdentity.channel == message.channel, ChannelIdentity.user_id == message.user_id
-    )
+def find_or_add_identity(
+    session: Session, *, channel: str, user_id: str, display_name: str | None = None
+) -> ChannelIdentity:
+    """The identity for (`channel`, `user_id`), created with a new contact if there is none yet."""
+    query = select(ChannelIdentity).where(ChannelIdentity.channel == channel, ChannelIdentity.user_id == user_id)
     identity = session.scalars(query).first()
     if identity is None:
-        contact = Contact(display_name=message.display_name)
+        contact = Contact(display_name=display_name)
         session.add(contact)
         session.flush()
-        identity = ChannelIdentity(
-            contact_id=contact.id, channel=message.channel, user_id=message.user_id, display_name=message.display_name
-        )
+        identity = ChannelIdentity(contact_id=contact.id, channel=channel, user_id=user_id, display_name=display_name)
         session.add(identity)
         session.flush()
+    return identity
+
+
+def _identity(session: Session, message: InboundMessage) -> ChannelIdentity:
+    identity = find_or_add_identity(
+        session, channel=message.channel, user_id=message.user_id, display_name=message.display_name
+    )
     if identity.last_seen_at is None or message.sent_at > identity.last_seen_at:
         identity.last_seen_at = message.sent_at
     identity.unreachable_at = None  # they just wrote to us, so they can be reached again
@@ -271,7 +309,8 @@ def _identity(session: Session, message: InboundMessage) -> ChannelIdentity:
     return identity
 
 
-def _open_conversation(session: Session, identity: ChannelIdentity) -> Conversation:
+def open_conversation(session: Session, identity: ChannelIdentity) -> Conversation:
+    """The identity's current conversation, or a new one when it has none or the last is resolved."""
     query = (
         select(Conversation)
         .where(Conversation.identity_id == identity.id)
@@ -284,3 +323,23 @@ def _open_conversation(session: Session, identity: ChannelIdentity) -> Conversat
         session.add(conversation)
         session.flush()
     return conversation
+
+
+def _status_flow(conversation: Conversation) -> StatusFlow | None:
+    since = conversation.status_since
+    if conversation.status_step is None or since is None or utcnow() - since > STATUS_FLOW_TTL:
+        return None
+    return StatusFlow(
+        step=conversation.status_step,
+        reference=conversation.status_reference,
+        topic=conversation.status_topic,
+        intent=conversation.status_intent or "status",
+    )
+
+
+def _store_status_flow(conversation: Conversation, flow: StatusFlow | None) -> None:
+    conversation.status_step = flow.step if flow else None
+    conversation.status_reference = flow.reference if flow else None
+    conversation.status_topic = flow.topic if flow else None
+    conversation.status_intent = flow.intent if flow else None
+    conversation.status_since = utcnow() if flow else None

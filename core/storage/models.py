@@ -1,4 +1,4 @@
-"""The tables: contacts and their channel identities, conversations, messages, tickets, outbox."""
+"""The tables: contacts and their channel identities, conversations, messages, tickets, outbox, verification."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -101,6 +101,13 @@ class Conversation(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     resolved_at: Mapped[datetime | None]
+    # A status question in progress (core.status): waiting for a "reference" or a "code"; kept
+    # here, not in memory, so a restart of every process loses no pending verification.
+    status_step: Mapped[str | None] = mapped_column(String(16))
+    status_reference: Mapped[str | None] = mapped_column(String(64))
+    status_topic: Mapped[str | None] = mapped_column(String(16))  # campaign, disbursement, ...
+    status_intent: Mapped[str | None] = mapped_column(String(16))  # status or refund
+    status_since: Mapped[datetime | None]
     identity: Mapped[ChannelIdentity] = relationship()
 
 
@@ -172,6 +179,15 @@ class OutboxItem(Base):
     receipt_id: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
+    # For a secret such as a one-time code: the text kept once the row is no longer pending.
+    after_send_text: Mapped[str | None] = mapped_column(Text)
+
+    @validates("status")
+    def _forget_secret(self, _key: str, status: str) -> str:
+        # Sent, dead or withheld: the secret has done its job (or never will), so drop it.
+        if status != "pending" and self.after_send_text is not None:
+            self.text = self.after_send_text
+        return status
 
 
 class PollerCursor(Base):
@@ -183,3 +199,59 @@ class PollerCursor(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     leased_until: Mapped[datetime | None]
     lease_owner: Mapped[str | None] = mapped_column(String(64))
+
+
+class IdentityLink(Base):
+    """A phone number or e-mail address a channel identity has proved it controls (a one-time code)."""
+
+    __tablename__ = "identity_links"
+    __table_args__ = (UniqueConstraint("identity_id", "kind", "value"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    identity_id: Mapped[int] = mapped_column(ForeignKey("channel_identities.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))  # phone or email
+    value: Mapped[str] = mapped_column(String(320))  # E.164 phone or lower-case e-mail
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class VerificationChallenge(Base):
+    """A one-time code asked for one reference; only a salted hash of the code is kept.
+
+    A challenge for a reference that does not exist, or that could not be delivered, has no
+    hash: every code typed against it is wrong, exactly as a wrong code for a real one.
+    """
+
+    __tablename__ = "verification_challenges"
+    __table_args__ = (Index("ix_verification_challenges_reference", "reference", "created_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    identity_id: Mapped[int] = mapped_column(ForeignKey("channel_identities.id"), index=True)
+    reference: Mapped[str] = mapped_column(String(64))
+    code_hash: Mapped[str | None] = mapped_column(String(64))
+    salt: Mapped[str] = mapped_column(String(32))
+    proves_kind: Mapped[str | None] = mapped_column(String(8))  # what a right code proves: phone or email
+    proves_value: Mapped[str | None] = mapped_column(String(320))
+    sent_via: Mapped[str | None] = mapped_column(String(16))  # sms, email, demo; None: nothing sent
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    consumed_at: Mapped[datetime | None]
+
+
+class VerificationEvent(Base):
+    """The audit trail of status look-ups and code attempts; also what rate limits and locks count."""
+
+    __tablename__ = "verification_events"
+    __table_args__ = (
+        Index("ix_verification_events_identity", "identity_id", "created_at"),
+        Index("ix_verification_events_reference", "reference", "event"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    identity_id: Mapped[int | None] = mapped_column(ForeignKey("channel_identities.id"))
+    reference: Mapped[str | None] = mapped_column(String(64))
+    # lookup, code_requested, code_right, code_wrong, code_expired, locked, rate_limited
+    event: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# The platform's records live in their own module; importing it here puts their tables on
+# Base.metadata wherever the models are loaded (Alembic's env, the architecture test).
+from core.storage import records as _records  # noqa: E402,F401

@@ -105,15 +105,23 @@ def test_thanks_and_goodbye_are_answered(fake_bot) -> None:  # type: ignore[no-u
     assert "Goodbye" in fake_bot.say("bye")
 
 
-def test_a_status_question_says_plainly_that_lookups_are_not_available_yet(fake_bot) -> None:  # type: ignore[no-untyped-def]
+def test_a_status_question_without_a_reference_asks_for_it(fake_bot) -> None:  # type: ignore[no-untyped-def]
     said = fake_bot.say("where is my payout? I want to track it")
-    assert "can't look up the status of your own payout" in said
-    assert "Open your dashboard to track the payout." in said  # the how-to, which is true
+    assert "Please send me the reference of the payout" in said and "SP-PAY-1042" in said
     assert "1. Talk to a person" in said
+    assert fake_bot.conversation().status_step == "reference"
 
 
 def test_a_record_reference_is_a_status_question(fake_bot) -> None:  # type: ignore[no-untyped-def]
-    assert "can't look up the status" in fake_bot.say("DSB-48213")
+    # No SMS or e-mail channel is live here, so no code can be sent: the bot says so, and offers a person.
+    said = fake_bot.say("DSB-48213")
+    assert "can't send you a verification code" in said and "1. Talk to a person" in said
+
+
+def test_words_that_merely_start_like_a_reference_are_questions_for_the_faq(fake_bot) -> None:  # type: ignore[no-untyped-def]
+    for text in ("how does a contribution work", "registration form problem", "discount please"):
+        assert "can't send you a verification code" not in fake_bot.say(text)
+        assert fake_bot.conversation().status_step is None
 
 
 def test_an_attachment_without_text_is_kept_and_acknowledged(fake_bot) -> None:  # type: ignore[no-untyped-def]
