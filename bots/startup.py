@@ -28,7 +28,9 @@ def settings_or_exit() -> Settings:
 
 
 def services_or_exit(settings: Settings, **kwargs: object) -> Services:
-    from bots.wiring import build  # the knowledge base and SDKs load only for commands that need them
+    from bots.wiring import (
+        build,  # the knowledge base and SDKs load only for commands that need them
+    )
 
     try:
         return build(settings, **kwargs)  # type: ignore[arg-type]
@@ -40,6 +42,8 @@ def knowledge_or_exit(settings: Settings) -> KnowledgeService:
     from knowledge.service import KnowledgeService
 
     try:
-        return KnowledgeService.load(settings.knowledge_dir)
-    except KnowledgeBaseError as exc:
+        return KnowledgeService.load(
+            settings.knowledge_dir, embeddings=settings.knowledge_embeddings
+        )
+    except (KnowledgeBaseError, ConfigurationError) as exc:
         fail(str(exc))

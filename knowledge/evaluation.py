@@ -12,6 +12,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from core.faq import Decision, FaqResult
+from knowledge.embeddings import Embedder
+from knowledge.features import label_words
 from knowledge.matcher import Matcher, Prediction
 
 _OOS_TRAIN_LABEL = "\0out-of-scope"
@@ -25,17 +27,27 @@ class LabelledRow(NamedTuple):
     label: str
 
 
+class Progress(Protocol):
+    """Told what the benchmark is doing: `phase` "fit" (total None) or "score" (`done` of `total` rows)."""
+
+    def __call__(self, phase: str, done: int, total: int | None) -> None: ...
+
+
 class _Answerer(Protocol):
     def lookup(self, text: str) -> FaqResult: ...
 
 
 class _Verdict(NamedTuple):
-    answered: str | None  # the label answered, None when the model asked back or did not know
+    answered: (
+        str | None
+    )  # the label answered, None when the model asked back or did not know
     top: str | None  # the best candidate, answered or not
     confidence: float
 
 
-def read_labelled_csv(path: str | Path, *, label_column: str | None = None) -> list[LabelledRow]:
+def read_labelled_csv(
+    path: str | Path, *, label_column: str | None = None
+) -> list[LabelledRow]:
     """Rows of a CSV with a `text` column and one label column (`topic`, `category` or the only other one).
 
     Raises ValueError (the message gives the line where it applies) on a file that is not such a CSV.
@@ -44,7 +56,10 @@ def read_labelled_csv(path: str | Path, *, label_column: str | None = None) -> l
         reader = csv.DictReader(handle)
         try:
             column = _label_column(reader.fieldnames or [], label_column)
-            return [LabelledRow((row["text"] or "").strip(), (row[column] or "").strip()) for row in reader]
+            return [
+                LabelledRow((row["text"] or "").strip(), (row[column] or "").strip())
+                for row in reader
+            ]
         except csv.Error as exc:
             raise ValueError(f"line {reader.line_num}: {exc}") from exc
         except UnicodeDecodeError as exc:
@@ -63,11 +78,18 @@ def _label_column(fields: Sequence[str], wanted: str | None) -> str:
             return name
     others = [f for f in fields if f != "text"]
     if len(others) != 1:
-        raise ValueError(f"line 1: cannot tell the label column among {others}; name it 'topic' or 'category'")
+        raise ValueError(
+            f"line 1: cannot tell the label column among {others}; name it 'topic' or 'category'"
+        )
     return others[0]
 
 
-def evaluate(model: Matcher | _Answerer, rows: Iterable[LabelledRow], *, oos_label: str | None = None) -> dict[str, object]:
+def evaluate(
+    model: Matcher | _Answerer,
+    rows: Iterable[LabelledRow],
+    *,
+    oos_label: str | None = None,
+) -> dict[str, object]:
     """n, accuracy (in-scope rows answered right), oos_recall (out-of-scope rows not answered), answered_precision."""
     rows = list(rows)
     verdicts = [_verdict(model, row.text) for row in rows]
@@ -80,24 +102,50 @@ def bench(
     *,
     shots: int | None = None,
     oos_label: str | None = None,
+    embedder: Embedder | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, object]:
-    """Fit a fresh matcher on `train_rows` (the first `shots` per label if given) and score it on `test_rows`."""
-    train = _first_per_label(train_rows, shots) if shots is not None else list(train_rows)
+    """Fit a fresh matcher on `train_rows` (the first `shots` per label if given) and score it on `test_rows`.
+
+    The matcher is the bot's, learning also from each label's name as words. Latency is measured one
+    query at a time, as the bot answers them. `progress` hears of the fit and of each scored row.
+    """
+    train = (
+        _first_per_label(train_rows, shots) if shots is not None else list(train_rows)
+    )
     texts = [row.text for row in train]
-    labels = [_OOS_TRAIN_LABEL if _is_oos(row.label, oos_label) else row.label for row in train]
+    labels = [
+        _OOS_TRAIN_LABEL if _is_oos(row.label, oos_label) else row.label
+        for row in train
+    ]
+    # sorted: the same files give the same texts in the same order, so the embedding cache's
+    # content key (over every text in order) matches from one run to the next
+    names = {
+        label: [label_words(label)]
+        for label in sorted(set(labels))
+        if label != _OOS_TRAIN_LABEL
+    }
+    if progress is not None:
+        progress("fit", 0, None)
     started = time.perf_counter()
-    matcher = Matcher().fit(texts, labels, oos_label=_OOS_TRAIN_LABEL)
+    matcher = Matcher(embedder=embedder).fit(
+        texts, labels, oos_label=_OOS_TRAIN_LABEL, descriptions=names
+    )
     fit_seconds = time.perf_counter() - started
     verdicts: list[_Verdict] = []
     latencies: list[float] = []
     with threadpool_limits(limits=1):
-        for row in test_rows:
+        for done, row in enumerate(test_rows, start=1):
             started = time.perf_counter()
             prediction = matcher.predict(row.text)
             latencies.append((time.perf_counter() - started) * 1000.0)
             verdicts.append(_from_prediction(prediction))
+            if progress is not None:
+                progress("score", done, len(test_rows))
     scores = _scores(list(test_rows), verdicts, oos_label=oos_label)
-    correct = [v.top is not None and v.top == row.label for row, v in zip(test_rows, verdicts)]
+    correct = [
+        v.top is not None and v.top == row.label for row, v in zip(test_rows, verdicts)
+    ]
     return {
         "n_train": len(train),
         "n_test": len(test_rows),
@@ -111,7 +159,9 @@ def bench(
     }
 
 
-def expected_calibration_error(confidences: Sequence[float], correct: Sequence[bool], *, bins: int = 10) -> float | None:
+def expected_calibration_error(
+    confidences: Sequence[float], correct: Sequence[bool], *, bins: int = 10
+) -> float | None:
     """Weighted mean gap between confidence and accuracy over `bins` equal-width confidence bins."""
     if not confidences:
         return None
@@ -126,7 +176,9 @@ def expected_calibration_error(confidences: Sequence[float], correct: Sequence[b
     return float(gap)
 
 
-def _scores(rows: Sequence[LabelledRow], verdicts: Sequence[_Verdict], *, oos_label: str | None) -> dict[str, object]:
+def _scores(
+    rows: Sequence[LabelledRow], verdicts: Sequence[_Verdict], *, oos_label: str | None
+) -> dict[str, object]:
     inscope_hits = oos_refused = answered = answered_right = n_inscope = n_oos = 0
     for row, verdict in zip(rows, verdicts):
         oos = _is_oos(row.label, oos_label)

@@ -7,9 +7,16 @@ from pathlib import Path
 import pytest
 
 from core.faq import Candidate, Decision, FaqResult
-from knowledge.evaluation import LabelledRow, bench, evaluate, expected_calibration_error, read_labelled_csv
+from knowledge.evaluation import (
+    LabelledRow,
+    bench,
+    evaluate,
+    expected_calibration_error,
+    read_labelled_csv,
+)
 from knowledge.loader import BUNDLED_KNOWLEDGE_DIR
 from knowledge.matcher import Matcher
+from knowledge.service import KnowledgeService
 
 ROOT = Path(__file__).resolve().parents[2]
 EVAL_FILE = ROOT / "tests" / "data" / "eval_questions.csv"
@@ -30,18 +37,27 @@ class ScriptedAnswerer:
 
 
 def test_evaluate_on_a_hand_computed_case() -> None:
-    answerer = ScriptedAnswerer({
-        "right": (Decision.ANSWER, "refund"),
-        "wrong": (Decision.ANSWER, "fees"),
-        "asked": (Decision.ASK, "refund"),
-        "unknown": (Decision.UNKNOWN, "refund"),
-        "joke": (Decision.ANSWER, "fees"),  # out of scope, answered: a miss and a wrong answer
-        "weather": (Decision.ASK, "fees"),  # out of scope, asked back: not answered
-        "sport": (Decision.UNKNOWN, "fees"),
-    })
+    answerer = ScriptedAnswerer(
+        {
+            "right": (Decision.ANSWER, "refund"),
+            "wrong": (Decision.ANSWER, "fees"),
+            "asked": (Decision.ASK, "refund"),
+            "unknown": (Decision.UNKNOWN, "refund"),
+            "joke": (
+                Decision.ANSWER,
+                "fees",
+            ),  # out of scope, answered: a miss and a wrong answer
+            "weather": (Decision.ASK, "fees"),  # out of scope, asked back: not answered
+            "sport": (Decision.UNKNOWN, "fees"),
+        }
+    )
     rows = [
-        LabelledRow("right", "refund"), LabelledRow("wrong", "refund"), LabelledRow("asked", "refund"),
-        LabelledRow("unknown", "refund"), LabelledRow("joke", ""), LabelledRow("weather", ""),
+        LabelledRow("right", "refund"),
+        LabelledRow("wrong", "refund"),
+        LabelledRow("asked", "refund"),
+        LabelledRow("unknown", "refund"),
+        LabelledRow("joke", ""),
+        LabelledRow("weather", ""),
         LabelledRow("sport", ""),
     ]
     assert evaluate(answerer, rows) == {
@@ -55,25 +71,53 @@ def test_evaluate_on_a_hand_computed_case() -> None:
 def test_evaluate_says_none_where_a_share_is_undefined() -> None:
     answerer = ScriptedAnswerer({"a": (Decision.UNKNOWN, "x")})
     assert evaluate(answerer, [LabelledRow("a", "x")]) == {
-        "n": 1, "accuracy": 0.0, "oos_recall": None, "answered_precision": None
+        "n": 1,
+        "accuracy": 0.0,
+        "oos_recall": None,
+        "answered_precision": None,
     }
-    assert evaluate(answerer, []) == {"n": 0, "accuracy": None, "oos_recall": None, "answered_precision": None}
+    assert evaluate(answerer, []) == {
+        "n": 0,
+        "accuracy": None,
+        "oos_recall": None,
+        "answered_precision": None,
+    }
 
 
 def test_evaluate_takes_a_matcher_and_an_out_of_scope_label() -> None:
-    texts = ["refund my money", "give my money back", "reset my password", "forgot my password", "tell a joke", "a joke"]
+    texts = [
+        "refund my money",
+        "give my money back",
+        "reset my password",
+        "forgot my password",
+        "tell a joke",
+        "a joke",
+    ]
     labels = ["refund", "refund", "password", "password", "oos", "oos"]
-    matcher = Matcher(answer_threshold=0.0, ask_threshold=0.0).fit(texts, labels, oos_label="oos")
-    rows = [LabelledRow("refund my money please", "refund"), LabelledRow("tell me a joke", "oos")]
+    matcher = Matcher(answer_threshold=0.0, ask_threshold=0.0).fit(
+        texts, labels, oos_label="oos"
+    )
+    rows = [
+        LabelledRow("refund my money please", "refund"),
+        LabelledRow("tell me a joke", "oos"),
+    ]
     result = evaluate(matcher, rows, oos_label="oos")
     assert result["n"] == 2 and result["accuracy"] == 1.0
-    assert result["oos_recall"] == 0.0  # with a zero threshold everything with words is answered
+    assert (
+        result["oos_recall"] == 0.0
+    )  # with a zero threshold everything with words is answered
 
 
 def test_read_labelled_csv_finds_the_label_column(tmp_path: Path) -> None:
     topic = tmp_path / "topic.csv"
-    topic.write_text('\ufefftext,topic\n"hello, there",greeting\n  tell me a joke ,\n', encoding="utf-8")
-    assert read_labelled_csv(topic) == [LabelledRow("hello, there", "greeting"), LabelledRow("tell me a joke", "")]
+    topic.write_text(
+        '\ufefftext,topic\n"hello, there",greeting\n  tell me a joke ,\n',
+        encoding="utf-8",
+    )
+    assert read_labelled_csv(topic) == [
+        LabelledRow("hello, there", "greeting"),
+        LabelledRow("tell me a joke", ""),
+    ]
     category = tmp_path / "category.csv"
     category.write_text("category,text\ncard,where is my card\n")
     assert read_labelled_csv(category) == [LabelledRow("where is my card", "card")]
@@ -93,7 +137,9 @@ def test_read_labelled_csv_finds_the_label_column(tmp_path: Path) -> None:
         ("text\nhi\n", "cannot tell the label column"),
     ],
 )
-def test_read_labelled_csv_refuses_what_it_cannot_read(tmp_path: Path, content: str, message: str) -> None:
+def test_read_labelled_csv_refuses_what_it_cannot_read(
+    tmp_path: Path, content: str, message: str
+) -> None:
     path = tmp_path / "bad.csv"
     path.write_text(content)
     with pytest.raises(ValueError, match=message):
@@ -109,28 +155,44 @@ def test_read_labelled_csv_refuses_a_missing_named_column(tmp_path: Path) -> Non
 
 def test_expected_calibration_error_by_hand() -> None:
     # bin 9: conf 0.9 and 0.95, one right -> |0.5 - 0.925| * 2/4; bin 2: conf 0.2 twice, both wrong -> 0.2 * 2/4
-    assert expected_calibration_error([0.9, 0.95, 0.2, 0.2], [True, False, False, False]) == pytest.approx(
-        0.425 * 0.5 + 0.2 * 0.5
-    )
+    assert expected_calibration_error(
+        [0.9, 0.95, 0.2, 0.2], [True, False, False, False]
+    ) == pytest.approx(0.425 * 0.5 + 0.2 * 0.5)
     assert expected_calibration_error([1.0, 0.0], [True, False]) == 0.0
     assert expected_calibration_error([], []) is None
 
 
 def synthetic(n_per_label: int, *, offset: int = 0) -> list[LabelledRow]:
-    words = {"card": "card arrived delivery", "transfer": "transfer bank sent", "pin": "pin code blocked"}
+    words = {
+        "card": "card arrived delivery",
+        "transfer": "transfer bank sent",
+        "pin": "pin code blocked",
+    }
     rows = [
-        LabelledRow(f"{words[label].split()[i % 3]} question {i + offset} {words[label].split()[(i + 1) % 3]}", label)
+        LabelledRow(
+            f"{words[label].split()[i % 3]} question {i + offset} {words[label].split()[(i + 1) % 3]}",
+            label,
+        )
         for i in range(n_per_label)
         for label in words
     ]
-    return rows + [LabelledRow(f"weather joke {i + offset}", "oos") for i in range(n_per_label)]
+    return rows + [
+        LabelledRow(f"weather joke {i + offset}", "oos") for i in range(n_per_label)
+    ]
 
 
 def test_bench_reports_the_interface_keys() -> None:
     result = bench(synthetic(12), synthetic(4, offset=100), oos_label="oos")
     assert set(result) == {
-        "n_train", "n_test", "accuracy", "oos_recall", "answered_precision", "ece",
-        "fit_seconds", "latency_ms_p50", "latency_ms_p95",
+        "n_train",
+        "n_test",
+        "accuracy",
+        "oos_recall",
+        "answered_precision",
+        "ece",
+        "fit_seconds",
+        "latency_ms_p50",
+        "latency_ms_p95",
     }
     assert (result["n_train"], result["n_test"]) == (48, 16)
     assert result["accuracy"] == 1.0 and result["oos_recall"] == 1.0
@@ -139,22 +201,30 @@ def test_bench_reports_the_interface_keys() -> None:
     assert 0.0 < result["latency_ms_p50"] <= result["latency_ms_p95"]  # type: ignore[operator]
 
 
-def test_bench_keeps_the_first_shots_per_label_and_no_oos_recall_without_oos_rows() -> None:
+def test_bench_keeps_the_first_shots_per_label_and_no_oos_recall_without_oos_rows() -> (
+    None
+):
     train = synthetic(12)
-    result = bench(train, [row for row in synthetic(3, offset=100) if row.label != "oos"], shots=5)
-    assert result["n_train"] == 5 * 4  # three labels and the "oos" label, which is just a label here
+    result = bench(
+        train, [row for row in synthetic(3, offset=100) if row.label != "oos"], shots=5
+    )
+    assert (
+        result["n_train"] == 5 * 4
+    )  # three labels and the "oos" label, which is just a label here
     assert result["oos_recall"] is None and result["n_test"] == 9
 
 
-@pytest.mark.skipif(not EVAL_FILE.exists(), reason="the evaluation questions are not written yet")
-def test_the_bundled_knowledge_base_holds_its_ground_on_the_eval_questions() -> None:
-    from knowledge.service import KnowledgeService
-
+@pytest.mark.skipif(
+    not EVAL_FILE.exists(), reason="the evaluation questions are not written yet"
+)
+def test_the_bundled_knowledge_base_holds_its_ground_on_the_eval_questions(
+    bundled_knowledge: KnowledgeService,
+) -> None:
     if not list((BUNDLED_KNOWLEDGE_DIR / "faq").glob("*.md")):
         pytest.skip("the bundled content is not written yet")
-    result = evaluate(KnowledgeService.load(), read_labelled_csv(EVAL_FILE))
-    # A regression floor, below the targets (accuracy 0.90, out-of-scope recall 0.85) that this light
-    # matcher does not reach on the current content; raise it as the matcher improves.
+    result = evaluate(bundled_knowledge, read_labelled_csv(EVAL_FILE))
+    # A regression floor under the light matcher's figures on the current content (accuracy 0.867,
+    # out-of-scope recall 0.90), below the target (accuracy 0.90); raise it as the matcher improves.
     assert result["oos_recall"] >= 0.85  # type: ignore[operator]
-    assert result["accuracy"] >= 0.65  # type: ignore[operator]
-    assert result["answered_precision"] >= 0.85  # type: ignore[operator]
+    assert result["accuracy"] >= 0.85  # type: ignore[operator]
+    assert result["answered_precision"] >= 0.90  # type: ignore[operator]

@@ -13,30 +13,58 @@ from knowledge.matcher import MAX_QUERY_CHARS, Matcher, normalize_text
 
 TOPICS = {
     "refund": [
-        "how do i get my money back", "i want a refund for my donation", "refund pls",
-        "can i cancel my contribution and be refunded", "please return the money i donated",
-        "how long does a refund take", "the campaign was cancelled will i be refunded",
+        "how do i get my money back",
+        "i want a refund for my donation",
+        "refund pls",
+        "can i cancel my contribution and be refunded",
+        "please return the money i donated",
+        "how long does a refund take",
+        "the campaign was cancelled will i be refunded",
     ],
     "password": [
-        "i forgot my password", "how do i reset my password", "i cant log in to my account",
-        "locked out of my account", "password reset link not arriving", "how to change my login password",
+        "i forgot my password",
+        "how do i reset my password",
+        "i cant log in to my account",
+        "locked out of my account",
+        "password reset link not arriving",
+        "how to change my login password",
     ],
     "prizes": [
-        "what can i win in the contest", "what are the prizes", "how much is first prize",
-        "is there a prize for the runner up", "do winners get cash or vouchers", "what does the winner get",
+        "what can i win in the contest",
+        "what are the prizes",
+        "how much is first prize",
+        "is there a prize for the runner up",
+        "do winners get cash or vouchers",
+        "what does the winner get",
     ],
     "fees": [
-        "what fees does saypro charge organisers", "how much commission do you take",
-        "is there a platform fee on donations", "why is my payout less than what we raised",
-        "are there withdrawal charges", "what percentage do you keep",
+        "what fees does saypro charge organisers",
+        "how much commission do you take",
+        "is there a platform fee on donations",
+        "why is my payout less than what we raised",
+        "are there withdrawal charges",
+        "what percentage do you keep",
     ],
 }
 OUT_OF_SCOPE = [
-    "whats the weather like today", "will it rain tomorrow", "who won the soccer match last night",
-    "tell me a joke", "what is the capital of france", "how do i make pancakes", "recommend a good movie",
-    "what is 12 times 7", "who is the president", "my phone screen is cracked", "should i buy bitcoin",
-    "sing me a song", "what time does the mall close", "how old are you", "is the highway closed today",
-    "best places to visit on holiday", "what should i name my dog", "translate hello into french",
+    "whats the weather like today",
+    "will it rain tomorrow",
+    "who won the soccer match last night",
+    "tell me a joke",
+    "what is the capital of france",
+    "how do i make pancakes",
+    "recommend a good movie",
+    "what is 12 times 7",
+    "who is the president",
+    "my phone screen is cracked",
+    "should i buy bitcoin",
+    "sing me a song",
+    "what time does the mall close",
+    "how old are you",
+    "is the highway closed today",
+    "best places to visit on holiday",
+    "what should i name my dog",
+    "translate hello into french",
 ]
 
 
@@ -102,11 +130,18 @@ def test_typos_still_match(matcher: Matcher, text: str, label: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["what is the weather in paris", "tell me a joke please", "who won the rugby", "recommend a series to watch"],
+    [
+        "what is the weather in paris",
+        "tell me a joke please",
+        "who won the rugby",
+        "recommend a series to watch",
+    ],
 )
 def test_out_of_scope_phrases_are_not_answered(matcher: Matcher, text: str) -> None:
     prediction = matcher.predict(text)
-    assert prediction.decision is not Decision.ANSWER and prediction.label is None, prediction
+    assert prediction.decision is not Decision.ANSWER and prediction.label is None, (
+        prediction
+    )
 
 
 def test_candidates_are_best_first_in_scope_and_bounded(matcher: Matcher) -> None:
@@ -121,16 +156,27 @@ def test_candidates_are_best_first_in_scope_and_bounded(matcher: Matcher) -> Non
 def test_thresholds_are_chosen_on_held_out_examples(matcher: Matcher) -> None:
     answer_at, ask_at = matcher.thresholds
     assert 0.0 <= ask_at <= answer_at <= 1.0
-    assert set(matcher.heldout) == {"top1_accuracy", "accuracy", "oos_recall", "answered_precision"}
+    assert set(matcher.heldout) == {
+        "top1_accuracy",
+        "accuracy",
+        "oos_recall",
+        "answered_precision",
+    }
     assert 0.0 <= matcher.heldout["oos_recall"] <= 1.0
 
 
 def test_ask_sits_between_the_two_thresholds() -> None:
     texts, labels = training()
-    matcher = Matcher(answer_threshold=1.0, ask_threshold=0.0).fit(texts, labels, oos_label="__oos__")
+    matcher = Matcher(answer_threshold=1.0, ask_threshold=0.0).fit(
+        texts, labels, oos_label="__oos__"
+    )
     assert matcher.thresholds == (1.0, 0.0)
     prediction = matcher.predict("refund pls")
-    assert prediction.decision is Decision.ASK and prediction.label is None and len(prediction.candidates) == 3
+    assert (
+        prediction.decision is Decision.ASK
+        and prediction.label is None
+        and len(prediction.candidates) == 3
+    )
 
 
 def test_fitting_is_deterministic() -> None:
@@ -146,12 +192,22 @@ def test_descriptions_teach_words_the_examples_lack() -> None:
     texts, labels = training()
     plain = Matcher().fit(texts, labels, oos_label="__oos__")
     described = Matcher().fit(
-        texts, labels, oos_label="__oos__", descriptions={"fees": ["Transaction costs are itemised on statements."]}
+        texts,
+        labels,
+        oos_label="__oos__",
+        descriptions={"fees": ["Transaction costs are itemised on statements."]},
     )
     query = "itemised transaction costs"
 
     def fees_confidence(matcher: Matcher) -> float:
-        return next((c.confidence for c in matcher.predict(query).candidates if c.label == "fees"), 0.0)
+        return next(
+            (
+                c.confidence
+                for c in matcher.predict(query).candidates
+                if c.label == "fees"
+            ),
+            0.0,
+        )
 
     assert described.predict(query).candidates[0].label == "fees"
     assert fees_confidence(described) > fees_confidence(plain)
@@ -197,8 +253,20 @@ def test_an_unfitted_matcher_says_so() -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        "", " ", "\x00", "😀😀😀", "?!?!", "a" * 20_000, "refund " * 5_000, "пароль забыл", "忘记密码了",
-        "refund 😀 пароль 密码 كلمة السر", "\ud800", "\U0010ffff", "\u202etxet desrever", "ＲＥＦＵＮＤ ｐｌｓ",
+        "",
+        " ",
+        "\x00",
+        "😀😀😀",
+        "?!?!",
+        "a" * 20_000,
+        "refund " * 5_000,
+        "пароль забыл",
+        "忘记密码了",
+        "refund 😀 пароль 密码 كلمة السر",
+        "\ud800",
+        "\U0010ffff",
+        "\u202etxet desrever",
+        "ＲＥＦＵＮＤ ｐｌｓ",
     ],
 )
 def test_hostile_strings_get_a_verdict(matcher: Matcher, text: str) -> None:
@@ -218,7 +286,9 @@ def test_long_input_is_matched_on_its_beginning(matcher: Matcher) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=2_000))
-def test_any_text_never_raises_and_confidence_is_a_probability(matcher: Matcher, text: str) -> None:
+def test_any_text_never_raises_and_confidence_is_a_probability(
+    matcher: Matcher, text: str
+) -> None:
     prediction = matcher.predict(text)
     assert prediction.decision in set(Decision)
     assert 0.0 <= prediction.confidence <= 1.0 and not math.isnan(prediction.confidence)
@@ -227,6 +297,10 @@ def test_any_text_never_raises_and_confidence_is_a_probability(matcher: Matcher,
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=50).map(lambda s: s * 400))
+@given(
+    st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=50).map(
+        lambda s: s * 400
+    )
+)
 def test_long_repetitive_text_never_raises(matcher: Matcher, text: str) -> None:
     assert 0.0 <= matcher.predict(text).confidence <= 1.0

@@ -1,0 +1,113 @@
+"""From per-candidate scores to one probability, and the answer and ask-back thresholds, all on held-out data."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+FUZZY_COLUMN = 2  # the fuzzy similarity of a candidate: what a calibrator with nothing to learn from falls back on
+
+
+class Calibrator:
+    """Logistic regression from a candidate's features to P(it is the right label), fitted on held-out rows."""
+
+    def __init__(self) -> None:
+        self.mean = self.scale = self.coef = np.zeros(0)
+        self.intercept = 0.0
+        self.fuzzy_only = True
+
+    def fit(self, rows: np.ndarray, right: np.ndarray) -> Calibrator:
+        if (
+            len(np.unique(right)) < 2
+        ):  # nothing to tell apart (e.g. one label, no out-of-scope): fuzzy score
+            return self
+        std = rows.std(axis=0)
+        self.mean, self.scale = rows.mean(axis=0), np.where(std > 1e-9, std, 1.0)
+        model = LogisticRegression(C=1.0, max_iter=1_000).fit(
+            (rows - self.mean) / self.scale, right
+        )
+        self.coef, self.intercept = model.coef_[0], float(model.intercept_[0])
+        self.fuzzy_only = False
+        return self
+
+    def probabilities(self, rows: np.ndarray) -> np.ndarray:
+        if self.fuzzy_only:
+            return np.clip(rows[:, FUZZY_COLUMN], 0.0, 1.0)
+        logits = ((rows - self.mean) / self.scale) @ self.coef + self.intercept
+        return 1.0 / (1.0 + np.exp(-np.clip(logits, -30.0, 30.0)))
+
+
+def assign_folds(y: np.ndarray, *, n_folds: int, random_state: int) -> np.ndarray:
+    """Stratified folds: each label's rows shuffled and dealt round the folds from a random start."""
+    rng = np.random.default_rng(random_state)
+    folds = np.empty(len(y), dtype=np.int64)
+    for label in np.unique(y):
+        rows = rng.permutation(np.flatnonzero(y == label))
+        folds[rows] = (np.arange(len(rows)) + rng.integers(n_folds)) % n_folds
+    return folds
+
+
+def choose_thresholds(
+    top_conf: np.ndarray,
+    top_right: np.ndarray,
+    listed: np.ndarray,
+    *,
+    is_oos: np.ndarray,
+    wrong_answer_cost: float,
+    fixed: tuple[float | None, float | None] = (None, None),
+) -> tuple[float, float]:
+    """(answer, ask) thresholds maximising the right decisions on held-out queries.
+
+    Per held-out query: its best candidate's confidence, whether that candidate is right, and
+    whether the right label is among the candidates shown when asking back. Answering gains 1
+    when right, costs `wrong_answer_cost` when wrong and 1 + that when the query is out of scope
+    (which refusing would have won); asking back gains 1 when the right label is listed and costs
+    0.5 otherwise. Every held-out query counts once, so in-scope and out-of-scope questions weigh
+    as they are mixed in the training data (a knowledge base's out-of-scope file is its own guess
+    of how often people ask something else).
+    """
+    fixed_answer, fixed_ask = fixed
+    weight = np.full(len(top_conf), 1.0 / max(len(top_conf), 1))
+    gain = np.where(top_right, 1.0, -wrong_answer_cost) - is_oos.astype(np.float64)
+    answer_at = (
+        best_cut(top_conf, weight * gain) if fixed_answer is None else fixed_answer
+    )
+    below = top_conf < answer_at
+    ask_gain = np.where(listed & ~is_oos, 1.0, -0.5)
+    ask_at = best_cut(
+        top_conf[below], weight[below] * ask_gain[below], ceiling=answer_at
+    )
+    return answer_at, min(ask_at if fixed_ask is None else fixed_ask, answer_at)
+
+
+def best_cut(conf: np.ndarray, gain: np.ndarray, *, ceiling: float = 1.0) -> float:
+    """The threshold maximising the summed gain of the rows at or above it, midway between two confidences."""
+    if len(conf) == 0:
+        return ceiling
+    order = np.argsort(-conf, kind="stable")
+    conf, total = conf[order], np.cumsum(gain[order])
+    ends = np.flatnonzero(
+        np.append(conf[1:] < conf[:-1], True)
+    )  # last row of each run of equal confidences
+    best = ends[np.argmax(total[ends])]
+    if total[best] <= 0.0:
+        return ceiling
+    below = conf[best + 1] if best + 1 < len(conf) else 0.0
+    return float(min((conf[best] + below) / 2.0, ceiling))
+
+
+def heldout_report(
+    conf: np.ndarray, right: np.ndarray, *, is_oos: np.ndarray, answer_at: float
+) -> dict[str, float]:
+    """What the chosen answer threshold gives on the held-out queries (NaN where undefined)."""
+    answered, inscope = conf >= answer_at, ~is_oos
+
+    def share(hits: np.ndarray, among: np.ndarray) -> float:
+        return float(hits[among].mean()) if among.any() else float("nan")
+
+    return {
+        "top1_accuracy": share(right, inscope),
+        "accuracy": share(answered & right, inscope),
+        "oos_recall": share(~answered, is_oos),
+        "answered_precision": share(right, answered),
+    }

@@ -1,0 +1,195 @@
+"""Sentence embeddings for the semantic matcher: a sentence-transformers model and an on-disk vector cache.
+
+Needs the `semantic` extra (sentence-transformers, torch); nothing here imports them until a text is
+encoded, so the light matcher never pays for them. Models load from a local path or the local
+Hugging Face cache only: nothing is downloaded at run time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from core.errors import ConfigurationError
+
+log = logging.getLogger("saypro.knowledge")
+SETTING = "KNOWLEDGE_EMBEDDINGS"
+_CACHE_VERSION = "1"
+
+
+class Embedder(Protocol):
+    """Turns texts into unit-length vectors; `key` names the model for caching."""
+
+    @property
+    def key(self) -> str: ...
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), dimension) float32 rows of length 1, computed or read from the cache."""
+        ...
+
+    def encode_one(self, text: str) -> np.ndarray:
+        """One query's vector, as fast as the model allows."""
+        ...
+
+
+def default_cache_dir() -> Path:
+    """`$XDG_CACHE_HOME/saypro-bot/embeddings`, else `~/.cache/saypro-bot/embeddings`."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "saypro-bot" / "embeddings"
+
+
+class EmbeddingCache:
+    """Vectors of a list of texts, one `.npy` file per (model, texts) content hash; writes are atomic."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+
+    @staticmethod
+    def content_key(model_key: str, texts: Sequence[str]) -> str:
+        digest = hashlib.sha256(f"{_CACHE_VERSION}\0{model_key}\0".encode())
+        for text in texts:
+            digest.update(text.encode("utf-8", "surrogatepass") + b"\0")
+        return digest.hexdigest()
+
+    def get(self, key: str, *, rows: int) -> np.ndarray | None:
+        """The cached vectors under `key`, or None when absent or unreadable (then they are recomputed)."""
+        path = self.directory / f"{key}.npy"
+        try:
+            vectors = np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            return None
+        return vectors if vectors.ndim == 2 and len(vectors) == rows else None
+
+    def put(self, key: str, vectors: np.ndarray) -> None:
+        """Store `vectors` under `key`; a cache that cannot be written is logged and skipped."""
+        path = self.directory / f"{key}.npy"
+        partial = path.with_name(
+            f".{key}.{os.getpid()}.{threading.get_ident()}.tmp.npy"
+        )
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            np.save(
+                partial,
+                np.ascontiguousarray(vectors, dtype=np.float32),
+                allow_pickle=False,
+            )
+            os.replace(partial, path)
+        except OSError as exc:
+            log.warning("embedding cache %s not written: %s", self.directory, exc)
+            partial.unlink(missing_ok=True)
+
+
+class SentenceEmbedder:
+    """A sentence-transformers model by name or local path, loaded on first use, with a vector cache."""
+
+    def __init__(
+        self, model: str, *, cache: EmbeddingCache | None = None, batch_size: int = 64
+    ) -> None:
+        self.model = model
+        self.cache = cache
+        self.batch_size = batch_size
+        self.encoded = 0  # texts actually run through the model (not read from the cache), for tests and logs
+        self._loaded: Any = None
+        self._lock = (
+            threading.Lock()
+        )  # queries one at a time: each sets torch to one thread and back
+
+    @property
+    def key(self) -> str:
+        path = Path(self.model).expanduser()
+        return f"st:{path.resolve()}" if path.exists() else f"st:{self.model}"
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        key = (
+            EmbeddingCache.content_key(self.key, texts)
+            if self.cache is not None
+            else ""
+        )
+        if (
+            self.cache is not None
+            and (cached := self.cache.get(key, rows=len(texts))) is not None
+        ):
+            return cached.astype(np.float32, copy=False)
+        vectors = self._run(texts)
+        if self.cache is not None:
+            self.cache.put(key, vectors)
+        return vectors
+
+    def encode_one(self, text: str) -> np.ndarray:
+        import torch
+
+        model = self._model()
+        with self._lock, torch.inference_mode():
+            threads = torch.get_num_threads()
+            torch.set_num_threads(
+                1
+            )  # one short query: threads cost more in hand-offs than they save
+            try:
+                output = model.forward(model.preprocess([text]))["sentence_embedding"]
+            finally:
+                torch.set_num_threads(threads)
+        vector = output[0].float().numpy()
+        return (vector / max(float(np.linalg.norm(vector)), 1e-12)).astype(np.float32)
+
+    def _run(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        model = (
+            self._model()
+        )  # no lock: a re-fit's batch must not hold up the queries answered meanwhile
+        vectors = model.encode(
+            texts,
+            batch_size=self.batch_size,
+            show_progress_bar=False,
+            normalize_embeddings=True,
+        )
+        self.encoded += len(texts)
+        return np.asarray(vectors, dtype=np.float32)
+
+    def _model(self) -> Any:
+        if self._loaded is None:
+            os.environ.setdefault(
+                "HF_HUB_OFFLINE", "1"
+            )  # a name not in the local cache fails, never downloads
+            try:
+                from sentence_transformers import SentenceTransformer
+            except ImportError as exc:
+                raise ConfigurationError(
+                    f'{SETTING} is set but sentence-transformers is not installed: pip install -e ".[semantic]"'
+                ) from exc
+            _quiet_transformers()
+            try:
+                self._loaded = SentenceTransformer(self.model, device="cpu")
+            except (OSError, ValueError, RuntimeError) as exc:
+                raise ConfigurationError(
+                    f"{SETTING}: cannot load the model {self.model!r}: {exc}"
+                ) from exc
+        return self._loaded
+
+
+def _quiet_transformers() -> None:
+    """No progress bars from transformers while loading: --json output and logs stay clean."""
+    try:
+        from transformers.utils import logging as transformers_logging
+    except ImportError:
+        return
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+
+
+def embedder_for(
+    setting: str | None, *, cache_dir: str | Path | None = None
+) -> SentenceEmbedder | None:
+    """The embedder KNOWLEDGE_EMBEDDINGS names (a model name or local path), or None for the light matcher."""
+    if setting is None or not setting.strip():
+        return None
+    directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return SentenceEmbedder(setting.strip(), cache=EmbeddingCache(directory))
