@@ -6,7 +6,7 @@ import logging
 import re
 import urllib.request
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,7 +16,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from core.errors import ChannelError, PermanentChannelError, TransientChannelError
 from core.markup import to_slack_mrkdwn
-from core.messages import Attachment, Capabilities, InboundMessage, Option, OutboundMessage, Receipt
+from core.messages import (
+    Attachment,
+    Capabilities,
+    InboundMessage,
+    Option,
+    OutboundMessage,
+    Receipt,
+)
 from core.render import split_text
 
 log = logging.getLogger(__name__)
@@ -166,7 +173,7 @@ def message_from_event(event: Mapping[str, Any]) -> InboundMessage | None:
     if not (isinstance(user, str) and user and isinstance(channel, str) and channel and isinstance(ts, str) and ts):
         return None
     profile = event.get("user_profile")
-    name = (profile.get("display_name") or profile.get("real_name")) if isinstance(profile, Mapping) else None
+    name = _string(profile.get("display_name")) or _string(profile.get("real_name")) if isinstance(profile, Mapping) else None
     return InboundMessage(
         channel=NAME,
         user_id=user,
@@ -195,7 +202,7 @@ def message_from_action(body: Mapping[str, Any], action: Mapping[str, Any]) -> I
         provider_message_id=f"action:{user_id}:{action_ts}",
         text=value,
         sent_at=_time(action_ts),
-        display_name=user.get("name") or user.get("username") or None,
+        display_name=_string(user.get("name")) or _string(user.get("username")),
         raw={"type": body.get("type"), "action": dict(action)},
     )
 
@@ -214,16 +221,21 @@ def plain_text(text: str) -> str:
 
 def _time(ts: str) -> datetime:
     try:
-        return datetime.fromtimestamp(float(ts), tz=timezone.utc)
+        return datetime.fromtimestamp(float(ts), tz=UTC)
     except (ValueError, OverflowError, OSError):
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
 
 def _files(files: object) -> tuple[Attachment, ...]:
     if not isinstance(files, list):
         return ()
     return tuple(
-        Attachment(url=str(f["url_private"]), content_type=f.get("mimetype"), name=f.get("name"))
+        Attachment(url=str(f["url_private"]), content_type=_string(f.get("mimetype")), name=_string(f.get("name")))
         for f in files
         if isinstance(f, Mapping) and f.get("url_private")
     )
+
+
+def _string(value: object) -> str | None:
+    """A payload's text field, or None when it is missing, empty or not text."""
+    return value if isinstance(value, str) and value else None

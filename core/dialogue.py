@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+
+from core import texts
 from core.conversations import State, bot_may_answer
 from core.faq import Decision, FaqResult, KnowledgeBase
-from core.handoff import HandoffRequest
+from core.handoff import HandoffRequest, Priority
 from core.intents import Intent, bare_reference, classify, code_in, find_record_reference
 from core.messages import Option
-from core import texts
 
 MAX_QUESTION_LENGTH = 2000
 MISSES_BEFORE_OFFER = 2
@@ -30,6 +31,14 @@ AUDIENCES = (
 _HAS_WORD = re.compile(r"\w")
 # While the bot waits for a reference or a code, these still do what they always do.
 _LEAVE_STATUS = (Intent.MENU, Intent.AGENT, Intent.GREETING, Intent.GOODBYE, Intent.THANKS)
+# Topics that always go to a person, with priority high, as well as being answered: disputes and
+# suspected scams, appeals, payouts of the wrong amount, and overdue payouts.
+ESCALATED_TOPICS = {
+    "campaign-dispute": "dispute or suspected scam",
+    "appeal-disqualification": "appeal",
+    "amount-discrepancy": "amount discrepancy",
+    "disbursement-delayed": "overdue payout",
+}
 
 
 @dataclass(frozen=True)
@@ -157,10 +166,11 @@ class Dialogue:
         """A turn asking for a person; core.inbox opens the ticket and writes the reply."""
         return Turn(handoff=request, topic=request.topic, details={"intent": "handoff"}, sets_flow=True)
 
-    def handoff_replies(self, reference: str, *, desk_open: bool) -> list[Reply]:
-        """What the user is told once their ticket is open."""
+    def handoff_replies(self, reference: str, *, desk_open: bool, wait: str | None = None) -> list[Reply]:
+        """What the user is told once their ticket is open; `wait` says how long a person takes."""
         if desk_open:
-            return [Reply(texts.HANDED_OFF.format(reference=reference))]
+            text = texts.HANDED_OFF.format(reference=reference)
+            return [Reply(f"{text} {wait}" if wait else text)]
         contact = self.knowledge.answer_for("contact-support")
         text = texts.NO_DESK.format(reference=reference)
         if contact.answer:
@@ -182,7 +192,9 @@ class Dialogue:
             choices = tuple(Option(topic.title, f"topic:{topic.topic}") for topic in topics)
             return Turn(replies=[Reply(texts.PICK_TOPIC, (*choices, AGENT))])
         if value == "agent":
-            return self.handoff(HandoffRequest(reason="asked for a person"))
+            # After two misses the bot offers a person next to "keep trying": accepting it is a miss handed on.
+            missed = KEEP_TRYING in context.options
+            return self.handoff(HandoffRequest(reason="bot could not answer" if missed else "asked for a person"))
         if value == "menu":
             return self.menu(greeting=False)
         if value == "continue":
@@ -193,7 +205,11 @@ class Dialogue:
         details: dict[str, object] = {"decision": result.decision.value, "confidence": round(result.confidence, 3)}
         if result.decision is Decision.ANSWER and result.answer:
             details["topic"] = result.topic
-            return Turn(replies=[Reply(result.answer)], topic=result.topic, details=details)
+            turn = Turn(replies=[Reply(result.answer)], topic=result.topic, details=details)
+            if result.topic in ESCALATED_TOPICS:
+                turn.handoff = HandoffRequest(ESCALATED_TOPICS[result.topic], Priority.HIGH, result.topic)
+                turn.sets_flow = True
+            return turn
         if result.decision is Decision.ASK and result.candidates:
             choices = tuple(Option(c.title, f"topic:{c.topic}") for c in result.candidates[:3])
             return self._miss(context, texts.DID_YOU_MEAN, (*choices, SOMETHING_ELSE), details)

@@ -10,6 +10,7 @@ a code) is stored with the conversation.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -18,15 +19,16 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core import metrics, texts
+from core import incidents, metrics, texts
 from core.channels import ChannelRegistry
 from core.conversations import State, move
+from core.desk import HumanDesk
 from core.dialogue import Context, Dialogue, Reply, StatusFlow, Turn
 from core.handoff import Desk, open_ticket
 from core.messages import Capabilities, InboundMessage, Option, OutboundMessage, Template
 from core.render import render
 from core.storage.database import Database
-from core.storage.models import ChannelIdentity, Contact, Conversation, Message, OutboxItem, utcnow
+from core.storage.models import ChannelIdentity, Contact, Conversation, Message, OutboxItem, Ticket, utcnow
 
 if TYPE_CHECKING:
     from core.status import StatusService
@@ -34,6 +36,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # A status question left waiting longer than this (for a reference or a code) is forgotten.
 STATUS_FLOW_TTL = timedelta(minutes=30)
+# A user writing this soon after their ticket was resolved continues that conversation (core.desk).
+REOPEN_WITHIN = timedelta(days=7)
+
+
+# Decides, before a message is answered, whether to answer it (core.ratelimit.Throttle.screen).
+Screen = Callable[[Session, Conversation, Message], "list[int] | None"]
 
 
 @dataclass(frozen=True)
@@ -77,7 +85,7 @@ class Inbox:
                     return Accepted(found.id, found.conversation_id, duplicate=True)
                 try:
                     with session.begin_nested():
-                        stored = _store(session, message)
+                        stored = _store(session, message, now=self._now())
                 except IntegrityError:
                     # A concurrent delivery stored the same message, or the same new user's
                     # identity, first: look again with a fresh transaction.
@@ -88,11 +96,16 @@ class Inbox:
                 return Accepted(stored.id, stored.conversation_id, duplicate=False)
         raise AssertionError("unreachable")
 
-    def process(self, message_id: int) -> list[int]:
-        """Answer a stored inbound message, once; the ids of the outbox rows written."""
+    def process(self, message_id: int, *, screen: Screen | None = None) -> list[int]:
+        """Answer a stored inbound message, once; the ids of the outbox rows written.
+
+        `screen` (core.ratelimit's Throttle.screen) runs first in the same transaction, under
+        the conversation's lock: when it returns a list the message is not answered, and the
+        list (the outbox rows of a slow-down notice, or none) is returned instead.
+        """
         try:
             with self.database.transaction() as session:
-                return self._process(session, message_id)
+                return self._process(session, message_id, screen)
         except Exception:
             # A bug in deciding must not lose the message or leave the user unanswered:
             # record it as answered with an apology, and keep the traceback in the log.
@@ -118,12 +131,17 @@ class Inbox:
             )
             return list(session.scalars(query))
 
-    def _process(self, session: Session, message_id: int) -> list[int]:
+    def _process(self, session: Session, message_id: int, screen: Screen | None = None) -> list[int]:
         inbound = session.get(Message, message_id)
         if inbound is None or inbound.processed_at is not None:
             return []
         conversation = session.get(Conversation, inbound.conversation_id, with_for_update=True)
         assert conversation is not None
+        if screen is not None:
+            session.refresh(inbound)  # read again under the lock: another process may have answered it
+            held = screen(session, conversation, inbound)
+            if held is not None:
+                return held
         # Answer in the order the user wrote: earlier messages still waiting go first.
         waiting = session.scalars(
             select(Message)
@@ -138,18 +156,20 @@ class Inbox:
         return [item for message in list(waiting) for item in self._answer(session, conversation, message)]
 
     def _answer(self, session: Session, conversation: Conversation, inbound: Message) -> list[int]:
-        context = Context(
-            state=State(conversation.state),
-            misses=conversation.misses,
-            options=tuple(Option(**option) for option in conversation.pending_options),
-            has_attachments=bool(inbound.attachments),
-            carrier_opt_out=self._capabilities(conversation.channel).carrier_opt_out,
-            status_flow=_status_flow(conversation),
-        )
-        turn = self.dialogue.respond(context, inbound.text)
+        turn = self._desk_turn(session, conversation, inbound)
+        if turn is None:
+            context = Context(
+                state=State(conversation.state),
+                misses=conversation.misses,
+                options=tuple(Option(**option) for option in conversation.pending_options),
+                has_attachments=bool(inbound.attachments),
+                carrier_opt_out=self._capabilities(conversation.channel).carrier_opt_out,
+                status_flow=_status_flow(conversation),
+            )
+            turn = self.dialogue.respond(context, inbound.text)
         if turn.status is not None:
             turn = self.status.respond(session, conversation, turn.status)
-        replies = self._apply(session, conversation, turn)
+        replies = incidents.with_note(session, self._apply(session, conversation, turn))
         inbound.processed_at = utcnow()
         inbound.details = turn.details
         if turn.redact_inbound:  # a one-time code the user typed: checked, and not kept
@@ -158,16 +178,33 @@ class Inbox:
             metrics.FAQ_DECISIONS.labels(str(turn.details["decision"])).inc()
         return self._write_replies(session, conversation, replies)
 
+    def _desk(self) -> HumanDesk | None:
+        """The human desk, when it is the real one and takes handoffs now."""
+        desk = self.desk
+        return desk if isinstance(desk, HumanDesk) and desk.accepts_handoffs() else None
+
+    def _now(self) -> datetime:
+        desk = self._desk()
+        return desk.now() if desk is not None else utcnow()
+
+    def _desk_turn(self, session: Session, conversation: Conversation, inbound: Message) -> Turn | None:
+        """While a person holds the conversation its messages go to the ticket's thread; after a
+        resolution, a message may be the rating or reopen the ticket."""
+        desk = self._desk()
+        if desk is None:
+            return None
+        if conversation.state in (State.WAITING_FOR_AGENT.value, State.WITH_AGENT.value):
+            desk.user_wrote(session, conversation, inbound)
+            return None
+        if conversation.state == State.RESOLVED.value:
+            return desk.after_resolution(session, conversation, inbound)
+        return None
+
     def _apply(self, session: Session, conversation: Conversation, turn: Turn) -> list[Reply]:
         replies = list(turn.replies)
         if turn.handoff is not None:
-            ticket = open_ticket(session, conversation, turn.handoff)
-            desk_open = self.desk is not None and self.desk.accepts_handoffs()
-            if desk_open:
-                conversation.state = move(conversation.state, State.WAITING_FOR_AGENT).value
-            replies += self.dialogue.handoff_replies(ticket.reference, desk_open=desk_open)
-            metrics.TICKETS_OPENED.labels(ticket.priority).inc()
-            log.info("ticket opened", extra={"conversation_id": conversation.id, "ticket": ticket.reference})
+            ticket = self._hand_off(session, conversation, turn)
+            replies += self._handoff_replies(session, conversation, ticket, turn)
         if turn.opt_out is not None:
             conversation.identity.opted_out_at = utcnow() if turn.opt_out else None
         if turn.sets_flow:
@@ -177,6 +214,25 @@ class Inbox:
         last_options = replies[-1].options if replies else ()
         conversation.pending_options = [{"label": o.label, "value": o.value} for o in last_options]
         return replies
+
+    def _hand_off(self, session: Session, conversation: Conversation, turn: Turn) -> Ticket:
+        assert turn.handoff is not None
+        ticket = open_ticket(session, conversation, turn.handoff, now=self._now())
+        metrics.TICKETS_OPENED.labels(ticket.priority).inc()
+        log.info("ticket opened", extra={"conversation_id": conversation.id, "ticket": ticket.reference})
+        return ticket
+
+    def _handoff_replies(self, session: Session, conversation: Conversation, ticket: Ticket, turn: Turn) -> list[Reply]:
+        """The conversation waits for a person when a desk takes it; what the user is told."""
+        assert turn.handoff is not None
+        desk_open = self.desk is not None and self.desk.accepts_handoffs()
+        wait = None
+        if desk_open:
+            conversation.state = move(conversation.state, State.WAITING_FOR_AGENT).value
+            desk = self._desk()
+            if desk is not None:
+                wait = desk.handed_off(session, conversation, ticket, turn.handoff)
+        return self.dialogue.handoff_replies(ticket.reference, desk_open=desk_open, wait=wait)
 
     def _apologise(self, session: Session, message_id: int) -> list[int]:
         inbound = session.get(Message, message_id)
@@ -263,9 +319,9 @@ def _find(session: Session, message: InboundMessage) -> Message | None:
     return session.scalars(query).first()
 
 
-def _store(session: Session, message: InboundMessage) -> Message:
+def _store(session: Session, message: InboundMessage, *, now: datetime) -> Message:
     identity = _identity(session, message)
-    conversation = open_conversation(session, identity)
+    conversation = open_conversation(session, identity, now=now)
     stored = Message(
         conversation_id=conversation.id,
         direction="in",
@@ -309,8 +365,12 @@ def _identity(session: Session, message: InboundMessage) -> ChannelIdentity:
     return identity
 
 
-def open_conversation(session: Session, identity: ChannelIdentity) -> Conversation:
-    """The identity's current conversation, or a new one when it has none or the last is resolved."""
+def open_conversation(session: Session, identity: ChannelIdentity, *, now: datetime | None = None) -> Conversation:
+    """The identity's current conversation, or a new one when it has none or the last is resolved.
+
+    A conversation whose ticket was resolved within REOPEN_WITHIN stays current: the user's next
+    message is their rating, or reopens the same ticket and thread (core.desk).
+    """
     query = (
         select(Conversation)
         .where(Conversation.identity_id == identity.id)
@@ -318,11 +378,20 @@ def open_conversation(session: Session, identity: ChannelIdentity) -> Conversati
         .limit(1)
     )
     conversation = session.scalars(query).first()
-    if conversation is None or conversation.state == State.RESOLVED.value:
+    if conversation is None or (conversation.state == State.RESOLVED.value and not _recently_resolved(
+        session, conversation, now or utcnow()
+    )):
         conversation = Conversation(contact_id=identity.contact_id, identity_id=identity.id, channel=identity.channel)
         session.add(conversation)
         session.flush()
     return conversation
+
+
+def _recently_resolved(session: Session, conversation: Conversation, now: datetime) -> bool:
+    query = select(Ticket.id).where(
+        Ticket.conversation_id == conversation.id, Ticket.status == "resolved", Ticket.resolved_at >= now - REOPEN_WITHIN
+    )
+    return session.scalars(query).first() is not None
 
 
 def _status_flow(conversation: Conversation) -> StatusFlow | None:

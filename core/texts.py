@@ -210,3 +210,62 @@ NOTIFY_CAMPAIGN = "Your campaign {title} {state}. It raised {raised}."
 NOTIFY_ENTRY = "Your entry for {contest}: {field} {value}."
 NOTIFY_ENTRY_FIELD = {"submission_status": "submission", "fee_status": "entry fee", "status": "registration"}
 NOTIFY_REFERENCE = " (Reference {reference}.)"
+
+# --- The human desk (core.desk, core.desk_actions): what the user is told ---
+
+WAIT_OPEN = "Someone usually answers within {target}."
+WAIT_CLOSED = "Our team is away right now; they're back {when} and will answer you then."
+REOPENED = "I've reopened your request *{reference}* and passed your message to our support team. A person will reply here."
+AGENT_REPLY = "**{name}** (SayPro support): {text}"
+RESOLVED_RATE = (
+    "Our support team has marked your request *{reference}* as resolved. How would you rate the help you got, "
+    "from 1 (poor) to 5 (excellent)? You can add a comment after the number. If something is still wrong, "
+    "just write here in the next 7 days and we'll pick it up again."
+)
+RATING_LABELS = ("1 (poor)", "2", "3", "4", "5 (excellent)")
+ASK_COMMENT = "Thank you! Is there anything you'd like to tell us about it? Write it here, or tap *No comment*."
+NO_COMMENT = "No comment"
+RATING_THANKS = "Thank you for your feedback. Write any time if you need us again."
+BACK_TO_BOT = (
+    "Our support team has handed you back to me, SayPro's assistant. Ask me anything, type *menu* to see "
+    "what I can help with, or ask for a person again."
+)
+INCIDENT_BANNER = "⚠️ **Service notice:** {text}"
+ANNOUNCEMENT = "📣 **SayPro:** {text}\n\n(Reply STOP to stop these messages.)"
+
+# --- The human desk: what the agents' channel is told (Markdown; the Slack sender converts it) ---
+
+DESK_USER_WROTE = "**{name}:** {text}"
+DESK_ATTACHMENT = "📎 [{name}]({url})"
+DESK_ASKED_AGAIN = "🙋 {name} asked for a person again ({reason})."
+DESK_REOPENED = "🔁 **Reopened**: {name} wrote again within 7 days of the resolution."
+DESK_CLAIMED = "🙋 Claimed by **{agent}**."
+DESK_TAKEN_OVER = "🙋 **{agent}** took over from {previous}."
+DESK_RESOLVED = "✅ Resolved by **{agent}**. The user was asked for a rating."
+DESK_BACK_TO_BOT = "↩️ Handed back to the bot by **{agent}**."
+DESK_RATED = "⭐ {name} rated the help **{score}/5**."
+DESK_COMMENTED = "💬 {name}'s comment: {comment}"
+DESK_SENT = "✓ Sent to {name} on {channel}."
+DESK_SENT_TEMPLATE = "✓ Sent to {name} on {channel} as the approved template (the 24-hour window had closed)."
+DESK_NOT_DELIVERED = "✗ **Not delivered** to {name}: {reason}."
+DESK_WINDOW_CLOSED = (
+    "WhatsApp's 24-hour window closed at {closed} and no template for agent replies is set "
+    "(WHATSAPP_AGENT_REPLY_TEMPLATE), so WhatsApp would refuse it. It goes through once the user writes again"
+)
+DESK_NOT_ACTIVE = "✗ **Not sent**: {reference} is {status}. It reopens when the user writes to us again."
+DESK_EDITED = "✎ An edit to a reply that was already sent is not passed on: the user still has the first version."
+DESK_DELETED = "🗑 Deleting a reply here does not unsend it: the user still has it."
+DESK_NOT_MEMBER = "⛔ A reply from {name} was not passed on: only members of the agents' channel can answer users."
+DESK_NOTE = "📝 **Note from {agent}:** {text}"
+DESK_FILES_NOT_SENT = "📎 Files are not passed on to the user: paste a link to a shared file instead."
+DESK_SLA_REMINDER = (
+    "⏰ {reference}: 80% of the {target} first-response target has gone and nobody has answered yet "
+    "(due at {due})."
+)
+DESK_SLA_BREACH = (
+    "🚨 {reference} missed its {target} first-response target. Priority is now **{priority}**. "
+    "Can someone take it?"
+)
+DESK_INCIDENT_SET = "🚨 **{agent}** set the incident note. The bot now puts it above its answers:\n> {text}"
+DESK_INCIDENT_CLEARED = "✅ **{agent}** cleared the incident note."
+DESK_ANNOUNCED = "📣 **{agent}** sent an announcement to {people}{template}{skipped}:\n> {text}"

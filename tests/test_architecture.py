@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -40,6 +42,7 @@ def test_the_migrations_match_the_models(database) -> None:  # type: ignore[no-u
         assert compare_metadata(context, Base.metadata) == []
 
 
+@pytest.mark.only_on("sqlite", reason="WAL is a SQLite journal mode; PostgreSQL has its own write-ahead log, always on")
 def test_sqlite_runs_in_wal_mode(database) -> None:  # type: ignore[no-untyped-def]
     with database.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"

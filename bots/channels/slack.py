@@ -22,7 +22,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Request, Response
-from slack_bolt.adapter.starlette.async_handler import to_async_bolt_request, to_starlette_response
+from slack_bolt.adapter.starlette.async_handler import (
+    to_async_bolt_request,
+    to_starlette_response,
+)
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.errors import SlackApiError
@@ -52,10 +55,9 @@ PATH = "/slack/events"
 SERVICES, BACKGROUND = "saypro_services", "saypro_background"
 # Registers further listeners on the one AsyncApp; see build_app.
 Registrar = Callable[[AsyncApp, Settings], None]
-# Modules that add listeners to the same app and route, each exposing `register(app, settings)`.
-# The agents' desk in SLACK_AGENT_CHANNEL (parent messages, threads, Claim/Resolve, /saypro)
-# goes here; it is not part of this version.
-LISTENER_MODULES: tuple[str, ...] = ()
+# Modules that add listeners to the same app and route, each exposing `register(app, settings)`:
+# the agents' desk in SLACK_AGENT_CHANNEL (threads, Claim/Resolve/Back to bot, /saypro).
+LISTENER_MODULES: tuple[str, ...] = ("bots.desk",)
 OAUTH_CONFLICT = "SLACK_CLIENT_ID and SLACK_CLIENT_SECRET are set: unset them, this bot uses SLACK_BOT_TOKEN"
 
 
@@ -70,12 +72,24 @@ def plugin(settings: Settings) -> ChannelPlugin:
     client = make_client(token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_base_url)
     registrars = [importlib.import_module(name).register for name in LISTENER_MODULES]
     app = build_app(settings, client=client, registrars=registrars)
+    desk, pollers = _desk(settings, client)
     return ChannelPlugin(
-        statuses=[ChannelStatus(NAME, True, f"direct messages on POST {PATH}")],
+        statuses=[ChannelStatus(NAME, True, f"direct messages on POST {PATH}"), desk],
         channels=[SlackChannel(client)],
         router=router(app, signing_secret=settings.slack_signing_secret.get_secret_value()),
+        pollers=pollers,
         register_webhooks=register_webhooks,
     )
+
+
+def _desk(settings: Settings, client: AsyncWebClient) -> tuple[ChannelStatus, list[Callable[..., Any]]]:
+    """The agents' desk: live with SLACK_AGENT_CHANNEL, its loop (timers, posts) run by `run` and `worker`."""
+    if not settings.slack_agent_channel:
+        return ChannelStatus("desk", False, "SLACK_AGENT_CHANNEL not set: handoffs give support's contact details"), []
+    from bots.desk.loop import desk_poller  # the desk's modules import this one
+
+    status = ChannelStatus("desk", True, f"agents' desk in Slack channel {settings.slack_agent_channel}")
+    return status, [desk_poller(client, settings)]
 
 
 def build_app(settings: Settings, *, client: AsyncWebClient, registrars: Iterable[Registrar] = ()) -> AsyncApp:

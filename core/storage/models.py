@@ -139,18 +139,38 @@ class Message(Base):
 
 
 class Ticket(Base):
-    """A request for a person, known to the user by its reference number."""
+    """A request for a person, known to the user by its reference number (states: core.handoff)."""
 
     __tablename__ = "tickets"
+    __table_args__ = (UniqueConstraint("desk_channel", "desk_ts"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     reference: Mapped[str] = mapped_column(String(16), unique=True)
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), index=True)
-    status: Mapped[str] = mapped_column(String(16), default="open")
-    priority: Mapped[str] = mapped_column(String(16), default="normal")
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open, assigned, resolved, returned
+    priority: Mapped[str] = mapped_column(String(16), default="normal")  # normal, high, urgent
     reason: Mapped[str] = mapped_column(String(64))
     topic: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     resolved_at: Mapped[datetime | None]
+    # The desk: the parent message in the agents' Slack channel, whose thread holds the rest.
+    desk_channel: Mapped[str | None] = mapped_column(String(32))
+    desk_ts: Mapped[str | None] = mapped_column(String(32))
+    assignee_id: Mapped[str | None] = mapped_column(String(32))  # the agent's Slack user id
+    assignee_name: Mapped[str | None] = mapped_column(String(100))
+    claimed_at: Mapped[datetime | None]
+    # Since when the user waits for a person's answer (set at handoff and reopen, cleared by a
+    # reply); the service-level timers count from it.
+    waiting_since: Mapped[datetime | None]
+    first_response_at: Mapped[datetime | None]
+    sla_breached_at: Mapped[datetime | None]
+    reopened_count: Mapped[int] = mapped_column(Integer, default=0)
+    reopened_at: Mapped[datetime | None]
+    closed_by: Mapped[str | None] = mapped_column(String(100))  # who resolved it or gave it back to the bot
+    # Satisfaction survey after Resolve: the step awaited ("rating", "comment"), then the answers.
+    csat_step: Mapped[str | None] = mapped_column(String(16))
+    csat_score: Mapped[int | None] = mapped_column(Integer)
+    csat_comment: Mapped[str | None] = mapped_column(Text)
+    csat_at: Mapped[datetime | None]
 
 
 class OutboxItem(Base):
@@ -252,6 +272,7 @@ class VerificationEvent(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-# The platform's records live in their own module; importing it here puts their tables on
-# Base.metadata wherever the models are loaded (Alembic's env, the architecture test).
+# The platform's records and the desk's tables live in their own modules; importing them here
+# puts their tables on Base.metadata wherever the models are loaded (Alembic's env, the tests).
+from core.storage import desk as _desk  # noqa: E402,F401
 from core.storage import records as _records  # noqa: E402,F401

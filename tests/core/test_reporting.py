@@ -19,7 +19,7 @@ def test_volume_containment_tickets_and_dead_letters_are_reported(fake_bot, data
     asyncio.run(Dispatcher(database, ChannelRegistry([failing])).dispatch(items))
 
     report = support_report(database, days=7)
-    assert report["volume"] == {"console": {"conversations": 3, "messages_in": 3, "messages_out": 3}}
+    assert report["volume"] == {"console": {"conversations": 3, "tickets": 1, "messages_in": 3, "messages_out": 3}}
     assert report["bot_containment"] == round(2 / 3, 4)
     assert report["tickets"] == {"open": 1}
     assert report["delivery"] == {"console": {"sent": 2, "dead": 1}}
