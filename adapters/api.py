@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.messages import Capabilities, InboundMessage, OutboundMessage, Receipt
 
 MAX_TEXT = 20_000
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 
 
 class ApiMessageIn(BaseModel):
@@ -16,9 +18,17 @@ class ApiMessageIn(BaseModel):
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
-    user: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
+    user: str = Field(min_length=1, max_length=200)
     text: str = Field(default="", max_length=MAX_TEXT)
     id: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @field_validator("user", "id")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        # Ids are compared, never cleaned up: control characters and lone surrogates are refused (422).
+        if value is not None and _UNPRINTABLE.search(value):
+            raise ValueError("must be printable text, without control characters")
+        return value
 
 
 class ApiReply(BaseModel):

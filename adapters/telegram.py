@@ -6,7 +6,7 @@ import hmac
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from telegram import Bot, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
@@ -117,12 +117,21 @@ class TelegramChannel:
             raise InboundRejected("the body is not a Telegram update")
         try:
             update = Update.de_json(data, self.bot)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError, OSError) as exc:
+            # PTB trusts Telegram's JSON: a field of the wrong type fails in many ways (a bool
+            # where an object should be, a date past the year 9999, ...).
             raise InboundRejected("the update is malformed") from exc
         return update
 
     def messages_in(self, update: Update) -> list[InboundMessage]:
         """The user messages in one update (webhook or getUpdates): none, or one."""
+        try:
+            return self._messages_in(update)
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:
+            # PTB does not check the JSON's types: a list where Telegram sends text, say.
+            raise InboundRejected("the update is malformed") from exc
+
+    def _messages_in(self, update: Update) -> list[InboundMessage]:
         if update.message is not None:
             found = _from_message(update.update_id, update.message)
         elif update.callback_query is not None:
@@ -287,7 +296,7 @@ def _from_callback(update_id: int, query: CallbackQuery) -> InboundMessage | Non
         user_id=str(chat.id if chat is not None else query.from_user.id),
         provider_message_id=f"{update_id}:callback:{query.id}",
         text=query.data,
-        sent_at=datetime.now(timezone.utc),  # a press carries no date; it arrives as it happens
+        sent_at=datetime.now(UTC),  # a press carries no date; it arrives as it happens
         display_name=query.from_user.first_name,
     )
 

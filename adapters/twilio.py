@@ -9,7 +9,7 @@ import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -257,7 +257,7 @@ def _retry_after_seconds(value: str | None) -> float | None:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    return max((when - datetime.now(timezone.utc)).total_seconds(), 0.0)
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
 
 
 class _Form(dict[str, list[str]]):
@@ -306,6 +306,7 @@ def _text(form: _Form, channel: str) -> str:
 
 def _attachments(form: _Form) -> tuple[Attachment, ...]:
     count = form.first("NumMedia")
-    number = min(int(count), MAX_MEDIA) if count.isdigit() else 0
+    # isascii: str.isdigit() also accepts '²' and other digits int() refuses.
+    number = min(int(count), MAX_MEDIA) if count.isascii() and count.isdigit() else 0
     media = [(form.first(f"MediaUrl{i}"), form.first(f"MediaContentType{i}") or None) for i in range(number)]
     return tuple(Attachment(url=url, content_type=kind) for url, kind in media if url)

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
@@ -69,9 +69,7 @@ class _ToBaseUrl(HTTPAdapter):
         return super().send(request, **kwargs)
 
 
-def make_client(
-    credentials: XCredentials, *, api_base_url: str | None = None, timeout: float = 30.0
-) -> tweepy.Client:
+def make_client(credentials: XCredentials, *, api_base_url: str | None = None, timeout: float = 30.0) -> tweepy.Client:
     """A tweepy v2 Client signing with OAuth 1.0a; no network until a method is called."""
     client = tweepy.Client(
         consumer_key=credentials.consumer_key,
@@ -148,7 +146,7 @@ class XDirectMessages:
         api_base_url: str | None = None,
         page_size: int = 50,
         first_run_lookback: timedelta = timedelta(hours=1),
-        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.bot_user_id = str(bot_user_id)
         self._consumer_secret = credentials.consumer_secret
@@ -293,6 +291,8 @@ def _webhook_message(event: Any, owner: str, users: Mapping[str, Any]) -> Inboun
         event_id = str(event["id"])
     except (KeyError, TypeError, AttributeError) as exc:
         raise InboundRejected("a message_create event lacks its id or sender") from exc
+    if not sender or not event_id or not isinstance(data, dict):
+        raise InboundRejected("a message_create event lacks its id, sender or message data")
     if sender == owner:  # the bot's own DMs (our replies included) come back as events too
         return None
     text, attachments = _webhook_media(str(data.get("text") or ""), data.get("attachment"))
@@ -304,9 +304,13 @@ def _webhook_message(event: Any, owner: str, users: Mapping[str, Any]) -> Inboun
         text=text,
         sent_at=_from_millis(event.get("created_timestamp")),
         attachments=attachments,
-        display_name=profile.get("name") if isinstance(profile, dict) else None,
+        display_name=_text_or_none(profile.get("name")) if isinstance(profile, dict) else None,
         raw=event,
     )
+
+
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _webhook_media(text: str, attachment: object) -> tuple[str, tuple[Attachment, ...]]:
@@ -324,6 +328,6 @@ def _webhook_media(text: str, attachment: object) -> tuple[str, tuple[Attachment
 
 def _from_millis(value: object) -> datetime:
     try:
-        return datetime.fromtimestamp(int(str(value)) / 1000, tz=timezone.utc)
+        return datetime.fromtimestamp(int(str(value)) / 1000, tz=UTC)
     except (TypeError, ValueError):
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)

@@ -1,18 +1,42 @@
-"""Webhook intake shared by every provider route: size check, signature, parse, store, then answer."""
+"""Webhook intake shared by every provider route: size check, signature, parse, store, then answer.
+
+Also the door's rate limits: `SourceGuard` limits per source address (the platform API's callers,
+and whoever keeps failing signatures), and `answer` lets core.ratelimit hold back the replies to
+a channel identity that floods.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import logging
+from datetime import timedelta
+from functools import partial
 
-from fastapi import BackgroundTasks, HTTPException, Request
+from fastapi import BackgroundTasks, HTTPException, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bots.settings import Settings
 from core.channels import WebhookChannel
 from core.errors import InboundRejected
 from core.inbox import Accepted
+from core.messages import InboundMessage
+from core.ratelimit import AddressLimit, IdentityLimit, Throttle
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1_000_000
+# Per source address and minute: refused requests (401, 403, 413) before the address is refused
+# outright with 429, and platform API calls. The app takes them from the settings of the same
+# names (SOURCE_REFUSALS_PER_MINUTE, PLATFORM_API_CALLS_PER_MINUTE); these are the defaults.
+SOURCE_REFUSALS_PER_MINUTE = 30
+PLATFORM_API_CALLS_PER_MINUTE = 600
+PLATFORM_API_PREFIX = "/api/"
+REFUSED_STATUSES = frozenset({401, 403, 413})
 
 
 async def read_body(request: Request) -> bytes:
@@ -21,10 +45,15 @@ async def read_body(request: Request) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise HTTPException(413, "request body too large")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise HTTPException(413, "request body too large")
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                raise HTTPException(413, "request body too large")
+    except ClientDisconnect:
+        raise HTTPException(400, "the request body was cut off") from None
+    if declared is not None and declared.isdigit() and int(declared) != len(body):
+        raise HTTPException(400, "the request body does not match its Content-Length")
     return bytes(body)
 
 
@@ -64,7 +93,195 @@ async def take_in(request: Request, channel: WebhookChannel, background: Backgro
 
 
 async def answer(services, message_ids: list[int]) -> None:  # type: ignore[no-untyped-def]
-    """Process stored messages and send their replies now (the background loop catches any left)."""
+    """Process stored messages and send their replies now (the background loop catches any left).
+
+    A message from an identity over its rate limit is not answered (core.ratelimit): at most
+    one notice to slow down goes out instead.
+    """
+    throttle = Throttle(services.channels, limit=identity_limit(services.settings))
     for message_id in message_ids:
-        item_ids = await run_in_threadpool(services.inbox.process, message_id)
+        # One transaction screens and answers (Throttle.screen_stored would take a second one).
+        item_ids = await run_in_threadpool(partial(services.inbox.process, message_id, screen=throttle.screen))
         await services.dispatcher.dispatch(item_ids)
+
+
+def handle_limited(services, message: InboundMessage) -> tuple[Accepted, list[int]]:  # type: ignore[no-untyped-def]
+    """Inbox.handle under the identity's rate limit, for the platform API: store, then answer or
+    hold back; a duplicate is not answered again. The outbox rows written."""
+    accepted = services.inbox.receive(message)
+    if accepted.duplicate:
+        return accepted, []
+    throttle = Throttle(services.channels, limit=identity_limit(services.settings))
+    return accepted, services.inbox.process(accepted.message_id, screen=throttle.screen)
+
+
+def identity_limit(settings: Settings) -> IdentityLimit:
+    """The per-identity limit: RATE_LIMIT_MESSAGES per RATE_LIMIT_WINDOW_SECONDS."""
+    return IdentityLimit(
+        messages=settings.rate_limit_messages, window=timedelta(seconds=settings.rate_limit_window_seconds)
+    )
+
+
+def source_key(scope: Scope) -> str:
+    """Who is calling: the client address (an IPv6 caller by its /64, which one host usually holds).
+
+    Behind a reverse proxy, set FORWARDED_ALLOW_IPS (uvicorn's --forwarded-allow-ips) so that
+    the client is the real caller and not the proxy; otherwise every caller shares the proxy's
+    address, and so its limits.
+    """
+    client = scope.get("client")
+    host = str(client[0]) if client else "unknown"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+class SourceGuard:
+    """ASGI middleware: limits per source address, answered with 429 and Retry-After.
+
+    Provider webhooks come from a few addresses of Twilio, Telegram and Slack carrying many
+    users' messages, so only *refused* requests (401, 403, 413: forged, unsigned, oversized)
+    count against an address: a provider whose requests verify is never slowed, and a flood
+    of forgeries is cut off before its bodies are read or each one is logged. The platform
+    API's callers are counted on every call. Counts live in this process's memory
+    (core.ratelimit.AddressLimit says why).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        refusals_per_minute: int = SOURCE_REFUSALS_PER_MINUTE,
+        api_calls_per_minute: int | None = PLATFORM_API_CALLS_PER_MINUTE,
+        window_seconds: int = 60,
+    ) -> None:
+        self.app = app
+        self.refusals = AddressLimit(refusals_per_minute, window_seconds=window_seconds)
+        self.api_calls = (
+            AddressLimit(api_calls_per_minute, window_seconds=window_seconds) if api_calls_per_minute else None
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        source = source_key(scope)
+        if self.refusals.spent(source):
+            await _too_many(send, self.refusals.retry_after(source))
+            return
+        if self.api_calls is not None and str(scope.get("path", "")).startswith(PLATFORM_API_PREFIX):
+            calls = self.api_calls.hit(source)
+            if calls > self.api_calls.limit:
+                if calls == self.api_calls.limit + 1:  # logged once per window, not per call
+                    log.warning("platform API calls over the limit for a source", extra={"source": source})
+                await _too_many(send, self.api_calls.retry_after(source))
+                return
+        status: list[int] = []
+
+        async def watch(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status.append(int(message["status"]))
+            await send(message)
+
+        await self.app(scope, receive, watch)
+        if status and status[0] in REFUSED_STATUSES and self.refusals.hit(source) == self.refusals.limit:
+            log.warning("source refused too often: further requests get 429 for a while", extra={"source": source})
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for any request body over MAX_BODY_BYTES, webhook or platform API.
+
+    A declared Content-Length over the limit is refused before a byte is read; a chunked body
+    is read here up to the limit (so at most that much is ever held) and handed on whole.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            if declared.isdigit() and int(declared) > self.max_bytes:
+                await _refuse(send, 413, b'{"detail":"request body too large"}')
+                return
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size, more = 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away: nothing to answer
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = bool(message.get("more_body", False))
+            if size > self.max_bytes:
+                await _refuse(send, 413, b'{"detail":"request body too large"}')
+                return
+        await self.app(scope, _replay(b"".join(chunks), receive), send)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # after the body: only http.disconnect remains
+
+    return replayed
+
+
+def guard(app: Starlette, settings: Settings) -> None:
+    """Put the door's limits on the web app: the body limit, then the per-source limits outside it
+    (SOURCE_REFUSALS_PER_MINUTE, PLATFORM_API_CALLS_PER_MINUTE: 0 is no limit on API calls),
+    and 422 answers that survive any input."""
+    app.add_middleware(BodyLimit)
+    app.add_middleware(
+        SourceGuard,
+        refusals_per_minute=settings.source_refusals_per_minute,
+        api_calls_per_minute=settings.platform_api_calls_per_minute or None,
+    )
+    app.add_exception_handler(RequestValidationError, unprocessable)
+
+
+async def unprocessable(_request: Request, exc: Exception) -> Response:
+    """FastAPI's 422, in ASCII-only JSON: its own handler echoes the input back and fails with a
+    500 when that holds a lone surrogate (a "\\ud800" escape in the JSON body)."""
+    assert isinstance(exc, RequestValidationError)
+    content = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=True)
+    return Response(content, status_code=422, media_type="application/json")
+
+
+async def _too_many(send: Send, retry_after: int) -> None:
+    await _refuse(
+        send, 429, b'{"detail":"too many requests, slow down"}', [(b"retry-after", str(retry_after).encode())]
+    )
+
+
+async def _refuse(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

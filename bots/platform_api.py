@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _AMOUNT = re.compile(r"\d{1,12}(?:\.\d{1,2})?")
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
 
 
 def _amount(value: object) -> object:
@@ -62,12 +63,25 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 RecordRef = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9-]{2,63}$"), BeforeValidator(_upper)]
 
 
+def _printable(value: object) -> object:
+    """Refuse control characters and lone surrogates in any text field (and list of texts).
+
+    PostgreSQL cannot store NUL in text, and none of them belongs in a name or a reason.
+    """
+    texts = value if isinstance(value, list) else [value]
+    if any(isinstance(text, str) and _CONTROL.search(text) for text in texts):
+        raise ValueError("must not contain control characters")
+    return value
+
+
 class Body(BaseModel):
     """Common to every record body: more fields are allowed and ignored."""
 
     model_config = ConfigDict(extra="ignore")
 
     updated_at: AwareDatetime
+
+    check_text = field_validator("*")(_printable)
 
 
 class Person(BaseModel):
@@ -78,6 +92,8 @@ class Person(BaseModel):
     name: Name
     email: str | None = None
     phone: str | None = None
+
+    check_text = field_validator("*")(_printable)
 
     @field_validator("email")
     @classmethod
@@ -118,8 +134,12 @@ class CampaignIn(Body):
 
     def columns(self) -> dict[str, Any]:
         return {
-            "title": self.title, "status": self.status, "currency": self.currency,
-            "amount_raised": self.amount_raised, "updated_at": self.updated_at, **self.organiser.columns(),
+            "title": self.title,
+            "status": self.status,
+            "currency": self.currency,
+            "amount_raised": self.amount_raised,
+            "updated_at": self.updated_at,
+            **self.organiser.columns(),
         }
 
 
@@ -149,11 +169,19 @@ class DisbursementIn(Body):
 
     def columns(self) -> dict[str, Any]:
         return {
-            "campaign_reference": self.campaign, "amount": self.amount, "fees": self.fees,
+            "campaign_reference": self.campaign,
+            "amount": self.amount,
+            "fees": self.fees,
             "net_amount": self.net_amount if self.net_amount is not None else self.amount - self.fees,
-            "currency": self.currency, "method": self.method, "destination_last4": self.destination_last4,
-            "status": self.status, "expected_at": self.expected_at, "paid_at": self.paid_at,
-            "failure_reason": self.failure_reason, "kyc_documents": list(self.kyc_documents), "updated_at": self.updated_at,
+            "currency": self.currency,
+            "method": self.method,
+            "destination_last4": self.destination_last4,
+            "status": self.status,
+            "expected_at": self.expected_at,
+            "paid_at": self.paid_at,
+            "failure_reason": self.failure_reason,
+            "kyc_documents": list(self.kyc_documents),
+            "updated_at": self.updated_at,
         }
 
 
@@ -166,8 +194,12 @@ class ContributionIn(Body):
 
     def columns(self) -> dict[str, Any]:
         return {
-            "campaign_reference": self.campaign, "amount": self.amount, "currency": self.currency,
-            "status": self.status, "updated_at": self.updated_at, **self.backer.columns(),
+            "campaign_reference": self.campaign,
+            "amount": self.amount,
+            "currency": self.currency,
+            "status": self.status,
+            "updated_at": self.updated_at,
+            **self.backer.columns(),
         }
 
 
@@ -181,8 +213,12 @@ class RegistrationIn(Body):
 
     def columns(self) -> dict[str, Any]:
         return {
-            "contest": self.contest, "status": self.status, "fee_status": self.fee_status,
-            "submission_status": self.submission_status, "deadline": self.deadline, "updated_at": self.updated_at,
+            "contest": self.contest,
+            "status": self.status,
+            "fee_status": self.fee_status,
+            "submission_status": self.submission_status,
+            "deadline": self.deadline,
+            "updated_at": self.updated_at,
             **self.participant.columns(),
         }
 
@@ -239,7 +275,7 @@ async def put_registration(reference: Reference, body: RegistrationIn, request: 
     return await _put(request, Kind.REGISTRATION, reference, body.columns())
 
 
-BODIES: dict[Kind, type[CampaignIn] | type[DisbursementIn] | type[ContributionIn] | type[RegistrationIn]] = {
+BODIES: dict[Kind, type[CampaignIn | DisbursementIn | ContributionIn | RegistrationIn]] = {
     Kind.CAMPAIGN: CampaignIn,
     Kind.DISBURSEMENT: DisbursementIn,
     Kind.CONTRIBUTION: ContributionIn,

@@ -33,7 +33,9 @@ def to_telegram_html(markdown: str) -> str:
         links.append(f'<a href="{html.escape(match.group(2))}">{html.escape(match.group(1), quote=False)}</a>')
         return f"\x00{len(links) - 1}\x00"
 
-    text = _LINK.sub(keep_link, markdown)
+    # NUL marks the links set aside below, so one already in the text is dropped: it could
+    # otherwise pose as a marker ("\x000\x00") and repeat a link or fail on a missing one.
+    text = _LINK.sub(keep_link, markdown.replace("\x00", ""))
     text = html.escape(text, quote=False)
     text = _BULLET.sub(r"\1• ", text)
     text = _BOLD.sub(r"<b>\1</b>", text)
@@ -50,7 +52,7 @@ def to_slack_mrkdwn(markdown: str) -> str:
         links.append(f"<{match.group(2)}|{_slack_escape(match.group(1))}>")
         return f"\x00{len(links) - 1}\x00"
 
-    text = _slack_escape(_LINK.sub(keep_link, markdown))
+    text = _slack_escape(_LINK.sub(keep_link, markdown.replace("\x00", "")))  # NUL marks links, as above
     text = _BULLET.sub(r"\1• ", text)
     text = _ITALIC.sub(r"_\1_", text)
     text = _BOLD.sub(r"*\1*", text)

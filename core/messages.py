@@ -5,11 +5,15 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+
+from core.errors import InboundRejected
 
 # C0 controls other than tab and newline, DEL, and lone surrogates: PostgreSQL refuses NUL in
 # text, terminals misbehave on the rest, and none of them carries meaning in a chat message.
 _UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
+# The widest id and display name the tables hold (String(200)).
+MAX_ID_LENGTH = 200
 
 
 def clean_text(text: str) -> str:
@@ -26,6 +30,16 @@ class Attachment:
     name: str | None = None
 
 
+def _clean_attachment(attachment: Attachment) -> Attachment:
+    """The attachment with text fields a database can store (no NUL, no lone surrogates)."""
+    url = _UNPRINTABLE.sub("", attachment.url)
+    kind = _UNPRINTABLE.sub("", attachment.content_type) if attachment.content_type else None
+    name = _UNPRINTABLE.sub("", attachment.name) if attachment.name else None
+    if (url, kind, name) == (attachment.url, attachment.content_type, attachment.name):
+        return attachment
+    return Attachment(url=url, content_type=kind or None, name=name or None)
+
+
 @dataclass(frozen=True)
 class InboundMessage:
     """One message from a user, as every channel delivers it to the core.
@@ -38,7 +52,7 @@ class InboundMessage:
     user_id: str
     provider_message_id: str
     text: str
-    sent_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    sent_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     attachments: tuple[Attachment, ...] = ()
     display_name: str | None = None
     raw: dict[str, object] | None = field(default=None, compare=False, repr=False)
@@ -47,6 +61,14 @@ class InboundMessage:
         object.__setattr__(self, "text", clean_text(self.text))
         if not self.channel or not self.user_id or not self.provider_message_id:
             raise ValueError("channel, user_id and provider_message_id are required")
+        for name in ("user_id", "provider_message_id"):
+            value = getattr(self, name)
+            if len(value) > MAX_ID_LENGTH or _UNPRINTABLE.search(value):
+                # Ids are compared, not read: a changed id could match another sender's.
+                raise InboundRejected(f"the message's {name} is not a usable id")
+        name = clean_text(self.display_name)[:MAX_ID_LENGTH] if self.display_name else None
+        object.__setattr__(self, "display_name", name or None)
+        object.__setattr__(self, "attachments", tuple(_clean_attachment(item) for item in self.attachments))
 
 
 @dataclass(frozen=True)

@@ -73,9 +73,20 @@ def render(message: OutboundMessage, capabilities: Capabilities) -> list[Part]:
     limit = capabilities.max_text_length
     if limit is None or len(text) <= limit:
         return [Part(text=text, options=options)]
-    pieces = [piece.strip() for piece in split_text(text, limit - _SUFFIX_ROOM)]
-    pieces = [piece for piece in pieces if piece] or [""]
+    pieces = _pieces(text, limit, room=_SUFFIX_ROOM)
     total = len(pieces)
     parts = [Part(text=f"{piece} ({index}/{total})") for index, piece in enumerate(pieces, start=1)]
     parts[-1] = Part(text=parts[-1].text, options=options)
     return parts
+
+
+def _pieces(text: str, limit: int, *, room: int) -> list[str]:
+    """`text` in pieces that leave `room` for the " (n/total)" suffix; more room when the count
+    of pieces needs it (a hundred parts or more)."""
+    while True:
+        pieces = [piece.strip() for piece in split_text(text, limit - room)]
+        pieces = [piece for piece in pieces if piece] or [""]
+        needed = len(f" ({len(pieces)}/{len(pieces)})")
+        if needed <= room:
+            return pieces
+        room = needed

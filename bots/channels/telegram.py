@@ -6,7 +6,6 @@ import asyncio
 import logging
 import random
 import re
-from functools import partial
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -24,7 +23,7 @@ from adapters.telegram import ALLOWED_UPDATES, NAME, TelegramChannel
 from bots.intake import answer, take_in
 from bots.plugins import ChannelPlugin, ChannelStatus, missing
 from bots.settings import Settings
-from core.cursors import lease_cursor, new_lease_owner, read_cursor, release_cursor, save_cursor
+from core.cursors import new_lease_owner, read_cursor, release_cursor, save_cursor, take_lease
 from core.errors import ChannelError, ConfigurationError, PermanentChannelError, TransientChannelError
 from core.messages import InboundMessage, OutboundMessage, Receipt
 from core.storage.database import Database
@@ -188,8 +187,7 @@ class TelegramPoller:
         while True:
             try:
                 # Two pollers on one bot make Telegram answer "Conflict": one process polls at a time.
-                lease = partial(lease_cursor, services.database, CURSOR, owner=owner, seconds=self.timeout + 30)
-                if not await run_in_threadpool(lease):
+                if not await take_lease(services.database, CURSOR, owner=owner, seconds=self.timeout + 30):
                     await asyncio.sleep(self.timeout / 2)
                     continue
                 await self.poll_once(services)

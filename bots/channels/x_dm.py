@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from functools import partial
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Request
@@ -18,7 +17,7 @@ from adapters.x_dm import CHANNEL, XCredentials, XDirectMessages
 from bots.intake import answer, take_in
 from bots.plugins import ChannelPlugin, ChannelStatus, missing
 from bots.settings import Settings
-from core.cursors import lease_cursor, new_lease_owner, read_cursor, release_cursor, save_cursor
+from core.cursors import new_lease_owner, read_cursor, release_cursor, save_cursor, take_lease
 from core.errors import ChannelError, PermanentChannelError
 from core.storage.database import Database
 from core.storage.models import PollerCursor
@@ -150,7 +149,7 @@ async def _poll_leased(services: Services, channel: XDirectMessages, *, interval
     while True:
         try:
             # One process polls at a time; the others wait for its lease to lapse.
-            if await run_in_threadpool(partial(lease_cursor, services.database, CURSOR, owner=owner, seconds=interval * 3)):
+            if await take_lease(services.database, CURSOR, owner=owner, seconds=interval * 3):
                 await poll_once(services, channel)
             failures, delay = 0, interval
         except ChannelError as exc:

@@ -22,17 +22,45 @@ from tests.fakes.knowledge import FakeKnowledge
 KEY = "test-platform-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 THANDI = {"name": "Thandi Mokoena", "email": "Thandi@Example.org", "phone": "+27 82 555 0142"}
-CAMPAIGN = {"title": "Clean Water Gqeberha", "status": "ended", "currency": "ZAR", "amount_raised": "5000.00",
-            "organiser": THANDI, "updated_at": "2026-12-01T10:00:00+02:00"}
-PAYOUT = {"campaign": "SP-CAMP-1042", "amount": "5000.00", "fees": "250.00", "currency": "ZAR", "method": "bank_transfer",
-          "destination_last4": "4821", "status": "processing", "expected_at": "2026-12-05T12:00:00+02:00",
-          "paid_at": None, "failure_reason": None, "updated_at": "2026-12-02T09:00:00+02:00"}
-CONTRIBUTION = {"campaign": "SP-CAMP-1042", "amount": "500", "currency": "zar", "status": "succeeded",
-                "backer": {"name": "Lerato Khumalo", "email": "lerato@example.org"}, "updated_at": "2026-12-02T09:00:00Z"}
-REGISTRATION = {"contest": "SayPro Youth Innovation Challenge", "status": "confirmed", "fee_status": "paid",
-                "submission_status": "not_submitted", "deadline": "2026-12-13T23:59:00+02:00",
-                "participant": {"name": "Ayanda Nkosi", "phone": "0830000001"}, "updated_at": "2026-12-02T09:00:00Z",
-                "favourite_colour": "green"}
+CAMPAIGN = {
+    "title": "Clean Water Gqeberha",
+    "status": "ended",
+    "currency": "ZAR",
+    "amount_raised": "5000.00",
+    "organiser": THANDI,
+    "updated_at": "2026-12-01T10:00:00+02:00",
+}
+PAYOUT = {
+    "campaign": "SP-CAMP-1042",
+    "amount": "5000.00",
+    "fees": "250.00",
+    "currency": "ZAR",
+    "method": "bank_transfer",
+    "destination_last4": "4821",
+    "status": "processing",
+    "expected_at": "2026-12-05T12:00:00+02:00",
+    "paid_at": None,
+    "failure_reason": None,
+    "updated_at": "2026-12-02T09:00:00+02:00",
+}
+CONTRIBUTION = {
+    "campaign": "SP-CAMP-1042",
+    "amount": "500",
+    "currency": "zar",
+    "status": "succeeded",
+    "backer": {"name": "Lerato Khumalo", "email": "lerato@example.org"},
+    "updated_at": "2026-12-02T09:00:00Z",
+}
+REGISTRATION = {
+    "contest": "SayPro Youth Innovation Challenge",
+    "status": "confirmed",
+    "fee_status": "paid",
+    "submission_status": "not_submitted",
+    "deadline": "2026-12-13T23:59:00+02:00",
+    "participant": {"name": "Ayanda Nkosi", "phone": "0830000001"},
+    "updated_at": "2026-12-02T09:00:00Z",
+    "favourite_colour": "green",
+}
 
 
 @pytest.fixture()
@@ -42,7 +70,9 @@ def sms() -> RecordingChannel:
 
 @pytest.fixture()
 def services(database_url: str, sms: RecordingChannel) -> Iterator[Services]:
-    built = build(load_settings(database_url=database_url, saypro_api_key=KEY), channels=(sms,), knowledge=FakeKnowledge())
+    built = build(
+        load_settings(database_url=database_url, saypro_api_key=KEY), channels=(sms,), knowledge=FakeKnowledge()
+    )
     yield built
     built.database.dispose()
 
@@ -75,7 +105,9 @@ async def test_a_missing_or_wrong_key_is_refused_and_nothing_is_stored(
 
 
 async def test_a_bad_key_is_refused_before_the_body_is_even_read(client: httpx.AsyncClient) -> None:
-    response = await client.put("/api/v1/campaigns/SP-CAMP-1042", json={"nonsense": 1}, headers={"Authorization": "Bearer x"})
+    response = await client.put(
+        "/api/v1/campaigns/SP-CAMP-1042", json={"nonsense": 1}, headers={"Authorization": "Bearer x"}
+    )
     assert response.status_code == 403
 
 
@@ -89,21 +121,38 @@ async def test_without_a_configured_key_the_record_api_is_off(database_url: str)
 
 
 async def test_each_kind_of_record_is_stored(client: httpx.AsyncClient, services: Services) -> None:
-    for path, body in (("campaigns/SP-CAMP-1042", CAMPAIGN), ("disbursements/sp-pay-1042", PAYOUT),
-                       ("contributions/SP-DON-1001", CONTRIBUTION), ("registrations/SP-ENTRY-5005", REGISTRATION)):
+    for path, body in (
+        ("campaigns/SP-CAMP-1042", CAMPAIGN),
+        ("disbursements/sp-pay-1042", PAYOUT),
+        ("contributions/SP-DON-1001", CONTRIBUTION),
+        ("registrations/SP-ENTRY-5005", REGISTRATION),
+    ):
         response = await put(client, path, body)
         assert response.status_code == 200, response.text
         assert response.json()["result"] == "created"
     with services.database.sessions() as session:
         campaign, payout = find(session, "SP-CAMP-1042"), find(session, "SP-PAY-1042")
         contribution, entry = find(session, "SP-DON-1001"), find(session, "SP-ENTRY-5005")
-        assert isinstance(campaign, Campaign) and (campaign.owner_email, campaign.owner_phone) == ("thandi@example.org", "+27825550142")
-        assert isinstance(payout, Disbursement) and str(payout.net_amount) == "4750.00" and payout.destination_last4 == "4821"
-        assert isinstance(contribution, Contribution) and contribution.currency == "ZAR" and contribution.owner_phone is None
+        assert isinstance(campaign, Campaign) and (campaign.owner_email, campaign.owner_phone) == (
+            "thandi@example.org",
+            "+27825550142",
+        )
+        assert (
+            isinstance(payout, Disbursement)
+            and str(payout.net_amount) == "4750.00"
+            and payout.destination_last4 == "4821"
+        )
+        assert (
+            isinstance(contribution, Contribution)
+            and contribution.currency == "ZAR"
+            and contribution.owner_phone is None
+        )
         assert isinstance(entry, Registration) and entry.owner_phone == "+27830000001"
 
 
-async def test_the_same_put_twice_changes_nothing_the_second_time(client: httpx.AsyncClient, services: Services) -> None:
+async def test_the_same_put_twice_changes_nothing_the_second_time(
+    client: httpx.AsyncClient, services: Services
+) -> None:
     await put(client, "campaigns/SP-CAMP-1042", CAMPAIGN)
     first = await put(client, "disbursements/SP-PAY-1042", PAYOUT)
     second = await put(client, "disbursements/SP-PAY-1042", PAYOUT)
@@ -113,10 +162,23 @@ async def test_the_same_put_twice_changes_nothing_the_second_time(client: httpx.
 
 async def test_an_older_update_arriving_late_is_ignored(client: httpx.AsyncClient, services: Services) -> None:
     await put(client, "campaigns/SP-CAMP-1042", CAMPAIGN)
-    await put(client, "disbursements/SP-PAY-1042", PAYOUT, status="sent", paid_at="2026-12-03T08:00:00+02:00",
-              updated_at="2026-12-03T08:00:00+02:00")
-    late = await put(client, "disbursements/SP-PAY-1042", PAYOUT, status="processing", updated_at="2026-12-02T10:00:00+02:00")
-    assert late.status_code == 200 and late.json() == {"reference": "SP-PAY-1042", "kind": "disbursement", "result": "ignored", "changes": []}
+    await put(
+        client,
+        "disbursements/SP-PAY-1042",
+        PAYOUT,
+        status="sent",
+        paid_at="2026-12-03T08:00:00+02:00",
+        updated_at="2026-12-03T08:00:00+02:00",
+    )
+    late = await put(
+        client, "disbursements/SP-PAY-1042", PAYOUT, status="processing", updated_at="2026-12-02T10:00:00+02:00"
+    )
+    assert late.status_code == 200 and late.json() == {
+        "reference": "SP-PAY-1042",
+        "kind": "disbursement",
+        "result": "ignored",
+        "changes": [],
+    }
     with services.database.sessions() as session:
         payout = find(session, "SP-PAY-1042")
         assert payout is not None and payout.status == "sent"
@@ -131,7 +193,9 @@ async def test_a_different_body_with_the_same_updated_at_is_a_409(client: httpx.
 async def test_a_newer_update_reports_the_status_change(client: httpx.AsyncClient) -> None:
     await put(client, "campaigns/SP-CAMP-1042", CAMPAIGN)
     await put(client, "disbursements/SP-PAY-1042", PAYOUT)
-    response = await put(client, "disbursements/SP-PAY-1042", PAYOUT, status="sent", updated_at="2026-12-03T08:00:00+02:00")
+    response = await put(
+        client, "disbursements/SP-PAY-1042", PAYOUT, status="sent", updated_at="2026-12-03T08:00:00+02:00"
+    )
     assert response.json()["changes"] == ["disbursement.sent"] and response.json()["result"] == "updated"
 
 
@@ -172,22 +236,48 @@ async def test_malformed_json_is_a_422(client: httpx.AsyncClient) -> None:
     assert response.status_code == 422
 
 
-async def test_a_status_change_reaches_the_owner_once(client: httpx.AsyncClient, services: Services, sms: RecordingChannel) -> None:
+async def test_a_status_change_reaches_the_owner_once(
+    client: httpx.AsyncClient, services: Services, sms: RecordingChannel
+) -> None:
+    await put(client, "campaigns/SP-CAMP-1042", CAMPAIGN)
+    await put(client, "disbursements/SP-PAY-1042", PAYOUT)
+    _, greeting = services.inbox.handle(
+        InboundMessage(channel="sms", user_id="+27825550142", provider_message_id="SM1", text="hi")
+    )
+    # The SMS webhook sends its reply at once: an update waits behind an unsent earlier reply of
+    # the same conversation (the outbox keeps each conversation in order).
+    await services.dispatcher.dispatch(greeting)
+    changed = {"status": "sent", "paid_at": "2026-12-03T08:00:00+02:00", "updated_at": "2026-12-03T08:00:00+02:00"}
+    await put(client, "disbursements/SP-PAY-1042", PAYOUT, **changed)
+    await put(client, "disbursements/SP-PAY-1042", PAYOUT, **changed)  # the platform retries
+    updates = [m.text for m in sms.sent if m.text.startswith("Your payout")]
+    assert updates == [
+        "Your payout of R4,750.00 for Clean Water Gqeberha was sent by bank transfer on Thursday 3 December 2026. (Reference SP-PAY-1042.)"
+    ]
+    assert count(services, StatusNotification) == 1
+    assert len(sms.sent) == 2 and sms.sent[-1].text.startswith("Your payout")  # the greeting's reply, then the update
+
+
+async def test_an_update_behind_an_unsent_reply_goes_after_it(
+    client: httpx.AsyncClient, services: Services, sms: RecordingChannel
+) -> None:
     await put(client, "campaigns/SP-CAMP-1042", CAMPAIGN)
     await put(client, "disbursements/SP-PAY-1042", PAYOUT)
     services.inbox.handle(InboundMessage(channel="sms", user_id="+27825550142", provider_message_id="SM1", text="hi"))
     changed = {"status": "sent", "paid_at": "2026-12-03T08:00:00+02:00", "updated_at": "2026-12-03T08:00:00+02:00"}
     await put(client, "disbursements/SP-PAY-1042", PAYOUT, **changed)
-    await put(client, "disbursements/SP-PAY-1042", PAYOUT, **changed)  # the platform retries
-    updates = [m.text for m in sms.sent if m.text.startswith("Your payout")]
-    assert updates == ["Your payout of R4,750.00 for Clean Water Gqeberha was sent by bank transfer on Thursday 3 December 2026. (Reference SP-PAY-1042.)"]
-    assert count(services, StatusNotification) == 1
+    assert sms.sent == []  # the reply to "hi" is still queued: the update does not overtake it
+    await services.dispatcher.dispatch_due()  # the background loop's rounds: the reply first,
+    await services.dispatcher.dispatch_due()  # then the update that waited for it
+    assert [m.text.startswith("Your payout") for m in sms.sent] == [False, True]
 
 
 async def test_the_message_api_runs_the_whole_verified_flow(client: httpx.AsyncClient, sms: RecordingChannel) -> None:
     await put(client, "campaigns/SP-CAMP-1042", CAMPAIGN)
     await put(client, "disbursements/SP-PAY-1042", PAYOUT)
-    ask = await client.post("/api/v1/messages", json={"user": "thandi-app", "text": "where is SP-PAY-1042?"}, headers=AUTH)
+    ask = await client.post(
+        "/api/v1/messages", json={"user": "thandi-app", "text": "where is SP-PAY-1042?"}, headers=AUTH
+    )
     assert "a code is on its way" in ask.json()["replies"][0]["text"]
     await services_dispatch(client)
     code = re.search(r"code is (\d{6})", sms.sent[-1].text)

@@ -128,7 +128,10 @@ class StatusBot:
         message = InboundMessage(channel=channel, user_id=user, provider_message_id=f"s{next(_ids)}", text=text)
         _accepted, item_ids = self.inbox.handle(message)
         asyncio.run(self.dispatcher.dispatch(item_ids))
-        asyncio.run(self.dispatcher.dispatch_due())  # codes go to the owner's own conversation
+        # Codes go to the owner's own conversation; a row waits behind an earlier unsent one of
+        # its conversation, so send until nothing is due.
+        while asyncio.run(self.dispatcher.dispatch_due()):
+            pass
         mine = [m for m in recorder.sent[before:] if m.user_id == user]
         return Said("\n".join(m.text for m in mine), [o.label for o in mine[-1].options] if mine else [])
 
