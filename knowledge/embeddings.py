@@ -124,9 +124,9 @@ class SentenceEmbedder:
         return vectors
 
     def encode_one(self, text: str) -> np.ndarray:
+        model = self._model()  # first: without the extra it says so, instead of failing on torch
         import torch
 
-        model = self._model()
         with self._lock, torch.inference_mode():
             threads = torch.get_num_threads()
             torch.set_num_threads(
