@@ -1,4 +1,4 @@
-"""The `saypro-bot` command line: run, worker, chat, ask, knowledge, webhooks, db, report."""
+"""The `saypro-bot` command line: run, worker, chat, ask, knowledge, webhooks, db, report, outbox, forget, purge."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import typer
 
 from bots import logs
 from bots.knowledge_cli import knowledge_app
+from bots.outbox_cli import outbox_app
+from bots.privacy_cli import forget, purge
 from bots.startup import fail, knowledge_or_exit, services_or_exit, settings_or_exit
 
 app = typer.Typer(help="SayPro's customer-support bot.", no_args_is_help=True, add_completion=False)
@@ -20,6 +22,9 @@ db_app = typer.Typer(help="The database.", no_args_is_help=True)
 app.add_typer(knowledge_app, name="knowledge")  # bots/knowledge_cli.py
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(db_app, name="db")
+app.add_typer(outbox_app, name="outbox")  # bots/outbox_cli.py
+app.command()(forget)  # bots/privacy_cli.py
+app.command()(purge)
 log = logging.getLogger("saypro")
 
 
@@ -52,7 +57,9 @@ def run(
 
 @app.command()
 def worker() -> None:
-    """The dispatcher alone, for a second process beside `run`."""
+    """The dispatcher, the pollers and the desk's loop (SLA timers, weekly report), for a second process beside `run`."""
+    from bots.privacy_cli import retention_loops
+    from bots.wiring import knowledge_watchers
     from bots.worker import run_forever
 
     logs.configure()
@@ -61,7 +68,9 @@ def worker() -> None:
 
     async def everything() -> None:
         pollers = [poller(services) for plugin in services.plugins for poller in plugin.pollers]
-        await asyncio.gather(run_forever(services.inbox, services.dispatcher), *pollers)
+        watchers = knowledge_watchers(services)  # bots/wiring.py: hot reload of the knowledge base
+        watchers += retention_loops(services.settings, services.database)  # bots/privacy_cli.py
+        await asyncio.gather(run_forever(services.inbox, services.dispatcher), *pollers, *watchers)
 
     try:
         asyncio.run(everything())
@@ -143,10 +152,11 @@ def db_upgrade() -> None:
 
 @app.command()
 def report(
-    days: Annotated[int, typer.Option(help="How many days back.")] = 7,
+    days: Annotated[int, typer.Option(min=1, help="How many days back.")] = 7,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Support metrics for the last N days: volume by channel, bot containment, tickets, delivery outcomes."""
+    """Support figures for the last N days: volume and tickets by channel, bot containment, first-response
+    and resolution times, first-contact resolution, SLA breaches, CSAT, top FAQ topics and unanswered questions."""
     from core.reporting import support_report
     from core.storage.database import Database
 

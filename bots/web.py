@@ -16,8 +16,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from adapters.api import ApiMessageIn, ApiMessagesOut, ApiReply
+from bots.intake import guard, handle_limited
 from bots.platform_api import router as records_router
-from bots.wiring import Services
+from bots.privacy_cli import retention_loops
+from bots.wiring import Services, knowledge_watchers
 from bots.worker import run_forever
 from core.storage.models import OutboxItem
 
@@ -33,6 +35,8 @@ def create_app(services: Services, *, background: bool = True) -> FastAPI:
         if background:
             tasks.append(asyncio.create_task(run_forever(services.inbox, services.dispatcher)))
             tasks += [asyncio.create_task(poller(services)) for plugin in services.plugins for poller in plugin.pollers]
+            tasks += [asyncio.create_task(loop) for loop in retention_loops(services.settings, services.database)]
+        tasks += [asyncio.create_task(watcher) for watcher in knowledge_watchers(services)]  # hot reload
         yield
         for task in tasks:
             task.cancel()
@@ -45,6 +49,7 @@ def create_app(services: Services, *, background: bool = True) -> FastAPI:
 
     app = FastAPI(title="SayPro support bot", version="0.1.0", lifespan=lifespan)
     app.state.services = services
+    guard(app, services.settings)  # bots/intake.py: body size, per-source rate limits, safe 422s
 
     @app.exception_handler(SQLAlchemyError)
     async def database_unavailable(_request: Request, exc: SQLAlchemyError) -> JSONResponse:
@@ -64,7 +69,8 @@ def create_app(services: Services, *, background: bool = True) -> FastAPI:
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        # The report's gauges query the database at each scrape: off the event loop.
+        return Response(await run_in_threadpool(generate_latest), media_type=CONTENT_TYPE_LATEST)
 
     for plugin in services.plugins:
         if plugin.router is not None:
@@ -93,7 +99,7 @@ def platform_key(request: Request) -> None:
 def _messages_route(services: Services):  # type: ignore[no-untyped-def]
     async def post_message(body: ApiMessageIn) -> ApiMessagesOut:
         inbound = services.api.parse(body)
-        accepted, item_ids = await run_in_threadpool(services.inbox.handle, inbound)
+        accepted, item_ids = await run_in_threadpool(handle_limited, services, inbound)  # bots/intake.py
         await services.dispatcher.dispatch(item_ids)
         replies = await run_in_threadpool(_replies, services, item_ids)
         return ApiMessagesOut(conversation=accepted.conversation_id, replies=replies, duplicate=accepted.duplicate)

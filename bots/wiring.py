@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from adapters.api import ApiChannel
 from adapters.email import SmtpChannel, parse_smtp_url
+from bots import logs
 from bots.demo import DemoCodeRoute
-from bots.plugins import ChannelPlugin, ChannelStatus, load_plugins, missing
+from bots.desk import metrics as report_metrics
+from bots.plugins import ChannelPlugin, ChannelStatus, load_plugins
 from bots.settings import Settings
 from core.channels import Channel, ChannelRegistry
+from core.desk import HumanDesk
 from core.dialogue import Dialogue
 from core.faq import KnowledgeBase
 from core.inbox import Inbox
 from core.outbox import Dispatcher
 from core.proactive import Notifier
+from core.sla import ServiceLevels
 from core.status import StatusService, default_routes
 from core.storage.database import Database
 from core.verification import Policy
@@ -32,19 +38,22 @@ class Services:
     api: ApiChannel
     plugins: list[ChannelPlugin]
     notifier: Notifier
+    desk: HumanDesk
 
 
 def build(
     settings: Settings, *, channels: tuple[Channel, ...] = (), knowledge: KnowledgeBase | None = None
 ) -> Services:
     """Open the database (migrating it to head), fit the knowledge base, and connect the core."""
+    logs.add_secrets(settings)  # bots/logs.py: secrets read from a .env file are redacted too
     plugins = load_plugins(settings)
     database = Database.from_url(settings.database_url)
     database.upgrade()
     if knowledge is None:
-        from knowledge.service import KnowledgeService  # fits the matcher: only when no other is given
+        # fits the matcher (only when no other is given), and re-fits it when the files change
+        from knowledge.reload import ReloadingKnowledgeService
 
-        knowledge = KnowledgeService.load(settings.knowledge_dir)
+        knowledge = ReloadingKnowledgeService.load(settings.knowledge_dir, embeddings=settings.knowledge_embeddings)
     api = ApiChannel()
     registry = ChannelRegistry((api, *channels, *(c for plugin in plugins for c in plugin.channels), *_mail(settings)))
     zone = ZoneInfo(settings.support_timezone)
@@ -53,7 +62,9 @@ def build(
         registry, routes=[DemoCodeRoute(), *default_routes(registry)], timezone=zone,
         policy=Policy(lookups_per_window=settings.status_lookups_per_hour),
     )
-    inbox = Inbox(database, Dialogue(knowledge), registry, status=status)
+    desk = _desk(settings, plugins, registry)
+    inbox = Inbox(database, Dialogue(knowledge), registry, desk=desk, status=status)
+    report_metrics.bind(database)  # the report's figures on /metrics
     return Services(
         settings=settings,
         database=database,
@@ -64,6 +75,26 @@ def build(
         api=api,
         plugins=plugins,
         notifier=Notifier(registry, templates=settings.whatsapp_status_templates, timezone=zone),
+        desk=desk,
+    )
+
+
+def knowledge_watchers(services: Services) -> list[Coroutine[Any, Any, None]]:
+    """The loop that re-fits the knowledge base when its files change or on SIGHUP (none for a fixed one)."""
+    from knowledge.reload import ReloadingKnowledgeService
+
+    if not isinstance(services.knowledge, ReloadingKnowledgeService):
+        return []
+    return [services.knowledge.watch()]
+
+
+def _desk(settings: Settings, plugins: list[ChannelPlugin], registry: ChannelRegistry) -> HumanDesk:
+    """The human desk; it takes handoffs when the Slack plugin says it is live (SLACK_AGENT_CHANNEL set)."""
+    return HumanDesk(
+        live=any(status.name == "desk" and status.live for plugin in plugins for status in plugin.statuses),
+        levels=ServiceLevels(settings.hours, settings.response_targets),
+        channels=registry,
+        agent_reply_template=settings.whatsapp_agent_reply_template,
     )
 
 
@@ -74,16 +105,6 @@ def _mail(settings: Settings) -> list[Channel]:
     return [SmtpChannel(parse_smtp_url(settings.smtp_url.get_secret_value()), sender=settings.smtp_from)]
 
 
-# Channels whose provider module is not part of this version yet, and the variables each will need.
-_PLANNED: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("telegram", ("telegram_bot_token", "telegram_webhook_secret")),
-    ("sms", ("twilio_account_sid", "twilio_auth_token", "twilio_sms_number")),
-    ("whatsapp", ("twilio_account_sid", "twilio_auth_token", "twilio_whatsapp_number")),
-    ("x", ("x_consumer_key", "x_consumer_secret", "x_access_token", "x_access_token_secret", "x_bot_user_id")),
-    ("slack", ("slack_bot_token", "slack_signing_secret")),
-)
-
-
 def channel_report(settings: Settings, plugins: list[ChannelPlugin] | None = None) -> list[ChannelStatus]:
     """Every channel, live or off, with the reason, for the start-up log."""
     api_why = "POST /api/v1/messages" if settings.saypro_api_key else "SAYPRO_API_KEY not set: the API answers 503"
@@ -92,11 +113,4 @@ def channel_report(settings: Settings, plugins: list[ChannelPlugin] | None = Non
         report.extend(plugin.statuses)
     mail_why = "SMTP_URL set: one-time codes by e-mail" if settings.smtp_url else "SMTP_URL not set: no codes by e-mail"
     report.append(ChannelStatus("email", settings.smtp_url is not None, mail_why))
-    known = {status.name for status in report}
-    for name, variables in _PLANNED:
-        if name in known:
-            continue
-        absent = missing(settings, *variables)
-        why = f"{', '.join(absent)} not set" if absent else "credentials set, but this version has no adapter for it yet"
-        report.append(ChannelStatus(name, False, why))
     return report

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import uuid
+from contextlib import suppress
 from datetime import timedelta
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.storage.database import Database
@@ -41,16 +44,40 @@ def lease_cursor(database: Database, name: str, *, owner: str, seconds: float) -
     poll at a time, and a lease whose holder died lapses, so another takes over.
     """
     now = utcnow()
-    with database.transaction() as session:
-        cursor = session.get(PollerCursor, name, with_for_update=True)
-        if cursor is None:
-            cursor = PollerCursor(name=name)
-            session.add(cursor)
-        elif cursor.lease_owner not in (None, owner) and cursor.leased_until is not None and cursor.leased_until > now:
-            return False
-        cursor.lease_owner = owner
-        cursor.leased_until = now + timedelta(seconds=seconds)
-        return True
+    try:
+        with database.transaction() as session:
+            # FOR UPDATE on PostgreSQL: a second process asking at the same moment waits for this
+            # answer, then sees the lease taken. SQLite's BEGIN IMMEDIATE already serialises it.
+            cursor = session.get(PollerCursor, name, with_for_update=True)
+            if cursor is None:
+                cursor = PollerCursor(name=name)
+                session.add(cursor)
+            elif cursor.lease_owner not in (None, owner) and cursor.leased_until is not None and cursor.leased_until > now:
+                return False
+            cursor.lease_owner = owner
+            cursor.leased_until = now + timedelta(seconds=seconds)
+            session.flush()
+    except IntegrityError:
+        # The poller's first lease ever: another process inserted its row at the same moment
+        # (there was no row yet to lock), so that process holds the lease.
+        return False
+    return True
+
+
+async def take_lease(database: Database, name: str, *, owner: str, seconds: float) -> bool:
+    """`lease_cursor` from a poller's loop, in a thread; a stop (cancellation) meanwhile waits for it.
+
+    Without the wait, a stop's `release_cursor` could run while the lease is still being written
+    in its thread: the lease written after the release would then keep every other process from
+    polling until it lapsed.
+    """
+    attempt = asyncio.ensure_future(asyncio.to_thread(lease_cursor, database, name, owner=owner, seconds=seconds))
+    try:
+        return await asyncio.shield(attempt)
+    except asyncio.CancelledError:
+        with suppress(Exception):
+            await attempt
+        raise
 
 
 def release_cursor(database: Database, name: str, *, owner: str) -> None:

@@ -1,9 +1,15 @@
 """The dispatcher: sends queued replies through their channel, retrying with backoff, then gives up.
 
-A row is claimed by setting a lease (`leased_until`) with a conditional UPDATE, so two
-dispatchers never send the same row, and a row whose dispatcher died is taken again once its
+Rows are claimed with a lease (`leased_until`), so two dispatchers, in one process or in many,
+never send the same row: on PostgreSQL a batch of due rows is taken with
+`SELECT ... FOR UPDATE SKIP LOCKED` and leased in the same transaction, on SQLite (one writer at
+a time) each row is taken with a conditional UPDATE. The lease is renewed while a send is under
+way, so a slow provider never loses it; a row whose dispatcher died is taken again once the
 lease runs out. Within a conversation rows go strictly in order: a row waits while an earlier
-one is still pending.
+one is still pending, so rows sent at once always belong to different conversations.
+
+Delivery is at least once: a process that dies after the provider accepted a message and before
+the row says `sent` leaves it to be sent again when the lease lapses (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -11,12 +17,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
-from typing import Any
 from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, exists, or_, select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, aliased
 
 from core import metrics
@@ -36,7 +46,11 @@ class RetryPolicy:
     max_attempts: int = 8
     base_delay: float = 2.0
     max_delay: float = 600.0
-    lease_seconds: float = 60.0
+    # How long a claim lasts without renewal; renewed every third of it while a send is under
+    # way, so it only runs out when the process holding it is gone (or cut off from the database).
+    lease_seconds: float = 30.0
+    # Rows one dispatcher claims and sends at once on PostgreSQL (each from another conversation).
+    batch: int = 8
 
     def delay(self, attempts: int, *, retry_after: float | None = None) -> float:
         """Seconds to wait after the `attempts`-th failure: the provider's hint, or backoff with jitter."""
@@ -64,41 +78,59 @@ class Dispatcher:
 
     async def dispatch_due(self, *, limit: int = 50) -> int:
         """Send what is due now; the number of rows attempted."""
-        return await self.dispatch(await asyncio.to_thread(self._due, limit))
+        if self.database.is_sqlite:
+            return await self.dispatch(await asyncio.to_thread(self._due, limit))
+        items = await asyncio.to_thread(self._claim_due, min(limit, self.policy.batch))
+        async with self._renewing({item.id for item in items}) as held:
+            await asyncio.gather(*(self._send_held(item, held) for item in items))
+        return len(items)
 
     async def dispatch(self, item_ids: Sequence[int]) -> int:
-        """Try to send these rows, each one it can claim, in order."""
+        """Try to send these rows, each one it can claim, in order (a row behind a pending one waits)."""
         attempted = 0
         for item_id in item_ids:
             item = await asyncio.to_thread(self._claim, item_id)
             if item is None:
                 continue
             attempted += 1
-            await self._send(item)
+            async with self._renewing({item.id}) as held:
+                await self._send_held(item, held)
         return attempted
 
     def _due(self, limit: int) -> list[int]:
-        now = self.clock()
-        earlier = aliased(OutboxItem)
-        blocked = exists().where(
-            earlier.conversation_id == OutboxItem.conversation_id,
-            earlier.status == "pending",
-            earlier.id < OutboxItem.id,
-        )
-        query = (
+        with self.database.sessions() as session:
+            return list(session.scalars(self._due_query(self.clock()).limit(limit)))
+
+    def _due_query(self, now: datetime) -> Select[tuple[int]]:
+        return (
             select(OutboxItem.id)
             .where(
                 OutboxItem.status == "pending",
                 OutboxItem.channel.in_(self.channels.names()),
                 OutboxItem.next_attempt_at <= now,
-                or_(OutboxItem.leased_until.is_(None), OutboxItem.leased_until < now),
-                ~blocked,
+                _lease_free(now),
+                ~_behind_a_pending_row(),
             )
             .order_by(OutboxItem.id)
-            .limit(limit)
         )
-        with self.database.sessions() as session:
-            return list(session.scalars(query))
+
+    def _claim_due(self, limit: int) -> list[OutboxItem]:
+        """PostgreSQL: lock up to `limit` due rows no other transaction holds, lease them, return them."""
+        now = self.clock()
+        with self.database.transaction() as session:
+            query = self._due_query(now).limit(limit).with_for_update(of=OutboxItem, skip_locked=True)
+            ids = list(session.scalars(query))
+            if not ids:
+                return []
+            lease = now + timedelta(seconds=self.policy.lease_seconds)
+            session.execute(
+                update(OutboxItem).where(OutboxItem.id.in_(ids)).values(leased_until=lease),
+                execution_options={"synchronize_session": False},
+            )
+            items = list(session.scalars(select(OutboxItem).where(OutboxItem.id.in_(ids)).order_by(OutboxItem.id)))
+            for item in items:
+                session.expunge(item)
+            return items
 
     def _claim(self, item_id: int) -> OutboxItem | None:
         now = self.clock()
@@ -110,10 +142,12 @@ class Dispatcher:
                     and_(
                         OutboxItem.id == item_id,
                         OutboxItem.status == "pending",
-                        or_(OutboxItem.leased_until.is_(None), OutboxItem.leased_until < now),
+                        _lease_free(now),
+                        ~_behind_a_pending_row(),
                     )
                 )
-                .values(leased_until=lease)
+                .values(leased_until=lease),
+                execution_options={"synchronize_session": False},
             ).rowcount
             if claimed != 1:
                 return None
@@ -121,6 +155,43 @@ class Dispatcher:
             assert item is not None
             session.expunge(item)
             return item
+
+    @asynccontextmanager
+    async def _renewing(self, held: set[int]) -> AsyncIterator[set[int]]:
+        """Keep the leases on `held` alive until the block ends; a row leaves the set once settled."""
+        task = asyncio.get_running_loop().create_task(self._renew(held)) if held else None
+        try:
+            yield held
+        finally:
+            if task is not None:
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
+
+    async def _renew(self, held: set[int]) -> None:
+        interval = self.policy.lease_seconds / 3
+        while held:
+            await asyncio.sleep(interval)
+            try:
+                await asyncio.to_thread(self._extend, sorted(held))
+            except (OperationalError, InterfaceError) as exc:
+                log.warning("could not renew outbox leases: %s", type(exc.orig).__name__)
+
+    def _extend(self, item_ids: list[int]) -> None:
+        lease = self.clock() + timedelta(seconds=self.policy.lease_seconds)
+        with self.database.transaction() as session:
+            session.execute(
+                update(OutboxItem)
+                .where(OutboxItem.id.in_(item_ids), OutboxItem.status == "pending")
+                .values(leased_until=lease),
+                execution_options={"synchronize_session": False},
+            )
+
+    async def _send_held(self, item: OutboxItem, held: set[int]) -> None:
+        try:
+            await self._send(item)
+        finally:
+            held.discard(item.id)
 
     async def _send(self, item: OutboxItem) -> None:
         channel = self.channels.get(item.channel)
@@ -144,9 +215,29 @@ class Dispatcher:
         try:
             receipt = await channel.send(message)
         except ChannelError as error:
-            await asyncio.to_thread(self._failed, item, error)
+            await self._settle(self._failed, item, error)
             return
-        await asyncio.to_thread(self._sent, item, receipt)
+        await self._settle(self._sent, item, receipt)
+
+    async def _settle(self, record: Callable[..., None], item: OutboxItem, outcome: object) -> None:
+        """Write a send's outcome, retrying through a short database outage while the lease lasts.
+
+        The message has already gone (or failed) at the provider: giving up here would leave the
+        row to be sent a second time when its lease runs out.
+        """
+        deadline = time.monotonic() + self.policy.lease_seconds * 0.8
+        pause = 0.2
+        while True:
+            try:
+                await asyncio.to_thread(record, item, outcome)
+                return
+            except (OperationalError, InterfaceError) as exc:
+                if time.monotonic() + pause > deadline:
+                    raise
+                log.warning("database unavailable, outcome of outbox row %s not written yet: %s",
+                            item.id, type(exc.orig).__name__, extra={"outbox_id": item.id})
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
 
     def _refusal(self, item: OutboxItem, window_hours: int | None) -> str | None:
         """Why this row may not be sent now, or None: the user is unreachable, or the window closed."""
@@ -208,6 +299,22 @@ class Dispatcher:
         )
 
 
+def _lease_free(now: datetime) -> ColumnElement[bool]:
+    """No lease on the row, or one that has run out."""
+    return or_(OutboxItem.leased_until.is_(None), OutboxItem.leased_until < now)
+
+
+@cache  # built once: a new alias per call costs more than the query it goes into (bench/load.py)
+def _behind_a_pending_row() -> ColumnElement[bool]:
+    """An earlier row of the same conversation is still pending: this one must wait for it."""
+    earlier = aliased(OutboxItem)
+    return exists().where(
+        earlier.conversation_id == OutboxItem.conversation_id,
+        earlier.status == "pending",
+        earlier.id < OutboxItem.id,
+    )
+
+
 def _template(record: dict[str, Any] | None) -> Template | None:
     if not record:
         return None
@@ -248,3 +355,36 @@ def record_delivery(
         if unreachable:
             _mark_unreachable(session, row.channel, row.user_id, utcnow())
         return True
+
+
+def dead_letters(database: Database, *, channel: str | None = None, limit: int = 100) -> list[OutboxItem]:
+    """Rows the dispatcher gave up on, oldest first (detached, for reading)."""
+    query = select(OutboxItem).where(OutboxItem.status == "dead").order_by(OutboxItem.id).limit(limit)
+    if channel is not None:
+        query = query.where(OutboxItem.channel == channel)
+    with database.sessions() as session:
+        rows = list(session.scalars(query))
+        session.expunge_all()
+        return rows
+
+
+def requeue_dead(
+    database: Database, *, ids: Sequence[int] = (), channel: str | None = None, now: datetime | None = None
+) -> list[int]:
+    """Put dead rows back in the queue with a fresh count of attempts; the ids queued again.
+
+    All dead rows, or only those with these `ids` or on this `channel`. A row that carried a
+    one-time code is left dead: its text is already redacted, and the user asks for a new code.
+    """
+    query = select(OutboxItem).where(OutboxItem.status == "dead", OutboxItem.after_send_text.is_(None))
+    if ids:
+        query = query.where(OutboxItem.id.in_(list(ids)))
+    if channel is not None:
+        query = query.where(OutboxItem.channel == channel)
+    when = now or utcnow()
+    with database.transaction() as session:
+        rows = list(session.scalars(query.order_by(OutboxItem.id).with_for_update()))
+        for row in rows:
+            row.status, row.attempts, row.next_attempt_at, row.leased_until = "pending", 0, when, None
+            row.last_error = f"queued again after: {row.last_error or 'no error recorded'}"[:500]
+        return [row.id for row in rows]

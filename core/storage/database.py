@@ -14,6 +14,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# pg_advisory_xact_lock's key for migrations: any constant the application uses for nothing else.
+MIGRATION_LOCK = 7_273_001
 
 
 def make_engine(url: str) -> Engine:
@@ -24,7 +26,12 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    # pre_ping: a connection the server dropped (a restart, a failover) is replaced at checkout
+    # instead of failing a request. connect_timeout: an unreachable server fails a request in
+    # seconds (the webhook answers 503 and the provider retries) instead of hanging it.
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=10, connect_args={"connect_timeout": 5}
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -73,8 +80,14 @@ class Database:
             return connection.execute(text("SELECT 1")).scalar() == 1
 
     def upgrade(self) -> None:
-        """Run the Alembic migrations up to head."""
+        """Run the Alembic migrations up to head; processes starting together take turns."""
         with self.engine.begin() as connection:
+            if not self.is_sqlite:
+                # `run` and every `worker` migrate at start: on PostgreSQL two of them at once
+                # would both try to create the same tables. A transaction-level advisory lock
+                # makes the others wait, then find the database at head. (SQLite's BEGIN
+                # IMMEDIATE already admits one writer at a time.)
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             config = alembic_config(str(self.engine.url))
             config.attributes["connection"] = connection
             command.upgrade(config, "head")

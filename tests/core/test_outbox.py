@@ -172,6 +172,8 @@ def test_a_template_may_go_outside_the_reply_window(queued) -> None:  # type: ig
     from core.messages import OutboundMessage, Template
     from core.storage.models import Conversation
 
+    # The two queued replies go first: a row waits behind earlier pending ones of its conversation.
+    asyncio.run(Dispatcher(queued.database, ChannelRegistry([RecordingChannel("console")])).dispatch([r.id for r in rows(queued.database)]))
     with queued.database.transaction() as session:
         conversation = session.scalars(select(Conversation)).one()
         [item_id] = write_outbound(
