@@ -6,7 +6,7 @@ import asyncio
 import hmac
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
@@ -40,9 +40,11 @@ def create_app(services: Services, *, background: bool = True) -> FastAPI:
         yield
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with suppress(asyncio.CancelledError):
-                await task
+        # gather, not suppress(CancelledError) per task: that would also swallow a cancellation
+        # of the shutdown itself.
+        for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(outcome, Exception):
+                log.error("a background task ended with %s at shutdown", type(outcome).__name__)
         for plugin in services.plugins:
             for close in plugin.closers:
                 await close()

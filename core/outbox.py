@@ -19,7 +19,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -165,8 +165,10 @@ class Dispatcher:
         finally:
             if task is not None:
                 task.cancel()
-                with suppress(asyncio.CancelledError):
-                    await task
+                # Not `suppress(CancelledError)` around `await task`: a cancellation of this task
+                # arriving meanwhile would be swallowed with the renewer's, and a stopping poller
+                # or dispatcher would carry on. gather returns the renewer's and raises ours.
+                await asyncio.gather(task, return_exceptions=True)
 
     async def _renew(self, held: set[int]) -> None:
         interval = self.policy.lease_seconds / 3

@@ -205,3 +205,22 @@ def test_an_unreachable_report_marks_the_identity(queued) -> None:  # type: igno
     record_delivery(queued.database, channel="console", receipt_id="console-1", status="undelivered", unreachable=True)
     with queued.database.sessions() as session:
         assert session.scalars(select(ChannelIdentity)).one().unreachable_at is not None
+
+
+async def test_a_stop_while_the_lease_renewer_winds_down_still_stops_the_dispatcher(database: Database) -> None:
+    """A task cancelled just as a send's lease renewer is being wound down must end, not carry on."""
+    dispatcher = Dispatcher(database, ChannelRegistry([]))
+
+    async def sending_forever() -> None:
+        while True:
+            async with dispatcher._renewing({1}):
+                await asyncio.sleep(0)
+
+    for turns in range(12):  # cancel at each point of the loop in turn
+        task = asyncio.create_task(sending_forever())
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        task.cancel()
+        done, _pending = await asyncio.wait({task}, timeout=2)
+        assert task in done, f"the cancellation after {turns} turns was swallowed"
+        assert task.cancelled()
