@@ -127,13 +127,7 @@ class Settings(BaseSettings):
     @field_validator("whatsapp_status_templates", mode="before")
     @classmethod
     def _templates(cls, value: object) -> object:
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise ValueError('must be a JSON object such as {"disbursement.sent": "HX..."}') from exc
-        if not isinstance(value, dict):
-            raise ValueError('must be a JSON object such as {"disbursement.sent": "HX..."}')
+        value = _json_object(value, '{"disbursement.sent": "HX..."}')
         for key, sid in value.items():
             if not TEMPLATE_KEY.fullmatch(str(key)):
                 raise ValueError(f"{key!r} is not a status change such as disbursement.sent or registration.submission.accepted")
@@ -165,13 +159,7 @@ class Settings(BaseSettings):
     @field_validator("first_response_targets", mode="before")
     @classmethod
     def _targets(cls, value: object) -> object:
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise ValueError('must be a JSON object such as {"sms": "4h", "telegram": "2m"}') from exc
-        if not isinstance(value, dict):
-            raise ValueError('must be a JSON object such as {"sms": "4h", "telegram": "2m"}')
+        value = _json_object(value, '{"sms": "4h", "telegram": "2m"}')
         return {str(channel): _seconds(target, channel) for channel, target in value.items()}
 
     @field_validator("weekly_report_time")
@@ -205,6 +193,18 @@ class Settings(BaseSettings):
     def response_targets(self) -> dict[str, timedelta]:
         """First-response targets by channel: the policy's, with FIRST_RESPONSE_TARGETS over them."""
         return {**DEFAULT_TARGETS, **{c: timedelta(seconds=s) for c, s in self.first_response_targets.items()}}
+
+
+def _json_object(value: object, example: str) -> dict[object, object]:
+    """A variable holding a JSON object (or the dict itself, when set in code), else a ValueError."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"must be a JSON object such as {example}") from exc
+    if not isinstance(value, dict):
+        raise ValueError(f"must be a JSON object such as {example}")
+    return value
 
 
 def _seconds(target: object, channel: str) -> float:
