@@ -112,9 +112,7 @@ def serve_fake(port: int) -> None:
         form = parse_qs((await request.read()).decode())
         to = form.get("To", [""])[0]
         channel = "whatsapp" if to.startswith("whatsapp:") else "sms"
-        os.write(
-            out, f"{channel} {to.removeprefix('whatsapp:')} {arrived:.6f}\n".encode()
-        )
+        os.write(out, f"{channel} {to.removeprefix('whatsapp:')} {arrived:.6f}\n".encode())
         sid = f"SM{next(numbers):032x}"
         body = {
             "account_sid": TWILIO_ACCOUNT_SID,
@@ -143,9 +141,7 @@ def serve_fake(port: int) -> None:
     app = web.Application(client_max_size=2**20)
     app.router.add_post(f"/bot{TELEGRAM_TOKEN}/sendMessage", telegram_send)
     app.router.add_post(f"/bot{TELEGRAM_TOKEN}/answerCallbackQuery", telegram_ok)
-    app.router.add_post(
-        f"/2010-04-01/Accounts/{TWILIO_ACCOUNT_SID}/Messages.json", twilio_create
-    )
+    app.router.add_post(f"/2010-04-01/Accounts/{TWILIO_ACCOUNT_SID}/Messages.json", twilio_create)
     app.router.add_get("/healthz", healthz)
     web.run_app(app, host=HOST, port=port, access_log=None, print=None)
 
@@ -180,9 +176,7 @@ def serve_bare(port: int) -> None:
 
     if os.environ.get("BENCH_BARE_ACCESS_LOG") == "1":
         handler = logging.StreamHandler()
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-        )
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.getLogger().handlers[:] = [handler]
         logging.getLogger().setLevel("INFO")
     uvicorn.run(app, host=HOST, port=port, log_config=None)
@@ -222,9 +216,7 @@ class TempPostgres:
         self.data = self.root / "data"
         self.port = free_port()
         self.started = False
-        self._as_postgres = (
-            os.geteuid() == 0
-        )  # initdb and postgres refuse to run as root
+        self._as_postgres = os.geteuid() == 0  # initdb and postgres refuse to run as root
         if self._as_postgres:
             shutil.chown(self.root, "postgres", "postgres")
         os.chmod(self.root, 0o700)
@@ -233,13 +225,9 @@ class TempPostgres:
         command = [str(self.bindir / args[0]), *args[1:]]
         if self._as_postgres:
             command = ["runuser", "-u", "postgres", "--", *command]
-        done = subprocess.run(
-            command, capture_output=True, timeout=120, cwd=self.root, check=False
-        )
+        done = subprocess.run(command, capture_output=True, timeout=120, cwd=self.root, check=False)
         if done.returncode != 0:
-            raise SystemExit(
-                f"bench: {args[0]} failed: {done.stderr.decode(errors='replace')[-2000:]}"
-            )
+            raise SystemExit(f"bench: {args[0]} failed: {done.stderr.decode(errors='replace')[-2000:]}")
 
     def start(self) -> str:
         self._run(
@@ -346,8 +334,7 @@ def bot_environment(*, database_url: str, port: int, fake_port: int) -> dict[str
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(prefixes)
-        and key not in ("DATABASE_URL", "PUBLIC_BASE_URL")
+        if not key.startswith(prefixes) and key not in ("DATABASE_URL", "PUBLIC_BASE_URL")
     }
     fake = f"http://{HOST}:{fake_port}"
     env.update(
@@ -383,9 +370,7 @@ class Children:
             stop_process(process)
 
 
-def start_children(
-    database_url: str, args: argparse.Namespace, workdir: Path
-) -> Children:
+def start_children(database_url: str, args: argparse.Namespace, workdir: Path) -> Children:
     """The fake, the bot and the bare endpoint, each answering /healthz; stopped again on failure."""
     here = str(Path(__file__).resolve())
     fake_port, bot_port, bare_port = free_port(), free_port(), free_port()
@@ -414,9 +399,7 @@ def start_children(
             cwd=workdir,
             stdout=logs["bot"],
             stderr=subprocess.STDOUT,
-            env=bot_environment(
-                database_url=database_url, port=bot_port, fake_port=fake_port
-            ),
+            env=bot_environment(database_url=database_url, port=bot_port, fake_port=fake_port),
         )
         started.append(bot)
         bare = subprocess.Popen(
@@ -424,9 +407,7 @@ def start_children(
             cwd=workdir,
             stdout=logs["bare"],
             stderr=subprocess.STDOUT,
-            env=dict(
-                os.environ, BENCH_BARE_ACCESS_LOG="1" if args.bare_access_log else "0"
-            ),
+            env=dict(os.environ, BENCH_BARE_ACCESS_LOG="1" if args.bare_access_log else "0"),
         )
         started.append(bare)
         wait_http(
@@ -460,9 +441,7 @@ def start_children(
     return Children(fake, bot, bare, fake_port, bot_port, bare_port)
 
 
-def wait_http(
-    url: str, seconds: float, process: subprocess.Popen[bytes], what: str, log: Path
-) -> None:
+def wait_http(url: str, seconds: float, process: subprocess.Popen[bytes], what: str, log: Path) -> None:
     import urllib.error
     import urllib.request
 
@@ -470,9 +449,7 @@ def wait_http(
     while time.monotonic() < deadline:
         if process.poll() is not None:
             tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
-            raise SystemExit(
-                f"bench: {what} exited with {process.returncode} before it answered\n{tail}"
-            )
+            raise SystemExit(f"bench: {what} exited with {process.returncode} before it answered\n{tail}")
         try:
             with urllib.request.urlopen(url, timeout=1) as response:  # 127.0.0.1 only
                 if response.status == 200:
@@ -523,9 +500,7 @@ class MessageMaker:
         self.public = f"http://{HOST}:{bot_port}"  # PUBLIC_BASE_URL of the bot
         self.validator = RequestValidator(TWILIO_AUTH_TOKEN)
         block = int.from_bytes(os.urandom(3), "big")
-        self.telegram_base = (
-            6_000_000_000 + block * 10_000
-        )  # a private chat's id is its user's: positive
+        self.telegram_base = 6_000_000_000 + block * 10_000  # a private chat's id is its user's: positive
         self.phone_base = 27_600_000_000 + block * 1_000  # +27 6x xxx xxxx
         self.count = 0
 
@@ -581,9 +556,7 @@ class MessageMaker:
             "MessageSid": sid,
             "AccountSid": TWILIO_ACCOUNT_SID,
             "ApiVersion": "2010-04-01",
-            "To": f"whatsapp:{TWILIO_WHATSAPP_NUMBER}"
-            if whatsapp
-            else TWILIO_SMS_NUMBER,
+            "To": f"whatsapp:{TWILIO_WHATSAPP_NUMBER}" if whatsapp else TWILIO_SMS_NUMBER,
             "From": f"whatsapp:{number}" if whatsapp else number,
         }
         if whatsapp:
@@ -627,16 +600,10 @@ class PhaseResult:
     seconds: float
     sent: int = 0
     ok: int = 0  # webhooks answered 200
-    errors: int = (
-        0  # webhooks answered otherwise, or not at all (transport error, timeout)
-    )
-    answered: int = (
-        0  # messages whose reply reached the fake (within the phase, for capacity)
-    )
+    errors: int = 0  # webhooks answered otherwise, or not at all (transport error, timeout)
+    answered: int = 0  # messages whose reply reached the fake (within the phase, for capacity)
     missing: int = 0  # messages whose reply never came within the grace period
-    throughput: float = (
-        0.0  # per second: messages answered (bot), or 200 answers (bare)
-    )
+    throughput: float = 0.0  # per second: messages answered (bot), or 200 answers (bare)
     webhook_p50_ms: float | None = None
     webhook_p99_ms: float | None = None
     webhook_max_ms: float | None = None
@@ -646,12 +613,8 @@ class PhaseResult:
     e2e_p99_ms_by_channel: dict[str, float | None] = field(default_factory=dict)
     offered_rate: float | None = None
     achieved_rate: float | None = None
-    max_send_lag_ms: float | None = (
-        None  # how late the open loop sent its latest message
-    )
-    cpu_cores: dict[str, float | None] = field(
-        default_factory=dict
-    )  # CPU time / wall time while sending
+    max_send_lag_ms: float | None = None  # how late the open loop sent its latest message
+    cpu_cores: dict[str, float | None] = field(default_factory=dict)  # CPU time / wall time while sending
     error_samples: list[str] = field(default_factory=list)
 
 
@@ -718,9 +681,7 @@ class Driver:
         self.replies = replies
         self.maker = maker
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                limit=connections, limit_per_host=connections
-            ),
+            connector=aiohttp.TCPConnector(limit=connections, limit_per_host=connections),
             timeout=aiohttp.ClientTimeout(total=timeout),
             skip_auto_headers=("User-Agent",),
         )
@@ -730,15 +691,11 @@ class Driver:
     async def close(self) -> None:
         await self.session.close()
 
-    async def post(
-        self, url: str, body: bytes, headers: dict[str, str]
-    ) -> tuple[int, str]:
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
         try:
             async with self.session.post(url, data=body, headers=headers) as response:
                 text = await response.read()
-                return response.status, "" if response.status == 200 else text[
-                    :200
-                ].decode(errors="replace")
+                return response.status, "" if response.status == 200 else text[:200].decode(errors="replace")
         except (TimeoutError, self.aiohttp.ClientError) as exc:
             return 0, f"{type(exc).__name__}: {exc}"[:200]
 
@@ -752,9 +709,7 @@ class Driver:
         async def client() -> None:
             while time.monotonic() < end and result.sent < MAX_REQUESTS_PER_PHASE:
                 sent = time.monotonic()
-                status, error = await self.post(
-                    self.bare, self.bare_body, self.bare_headers
-                )
+                status, error = await self.post(self.bare, self.bare_body, self.bare_headers)
                 result.sent += 1
                 if status == 200:
                     result.ok += 1
@@ -770,9 +725,7 @@ class Driver:
         self._latencies(result, latencies, [])
         return result
 
-    async def closed_bot(
-        self, *, clients: int, seconds: float, reply_timeout: float
-    ) -> PhaseResult:
+    async def closed_bot(self, *, clients: int, seconds: float, reply_timeout: float) -> PhaseResult:
         """`clients` users, each sending one webhook and waiting for its reply at the fake, then the next.
 
         The throughput counts replies that arrived within the window: what one process sustains
@@ -790,9 +743,7 @@ class Driver:
                 reply = self.replies.expect(message.key)
                 sent = time.monotonic()
                 result.sent += 1
-                status, error = await self.post(
-                    self.bot + message.path, message.body, message.headers
-                )
+                status, error = await self.post(self.bot + message.path, message.body, message.headers)
                 if status != 200:
                     self.replies.forget(message.key)
                     self._error(result, status, error)
@@ -816,9 +767,7 @@ class Driver:
         self._latencies(result, webhook, e2e)
         return result
 
-    async def open_loop(
-        self, *, name: str, rate: float, seconds: float, grace: float
-    ) -> PhaseResult:
+    async def open_loop(self, *, name: str, rate: float, seconds: float, grace: float) -> PhaseResult:
         """`rate` messages/s for `seconds` whatever the answers, then up to `grace` s for the last replies."""
         result = PhaseResult(name, seconds, offered_rate=rate)
         total = min(max(1, int(rate * seconds)), MAX_REQUESTS_PER_PHASE)
@@ -828,16 +777,12 @@ class Driver:
         max_lag = 0.0
 
         async def one(message: Outgoing, sent: float) -> None:
-            status, error = await self.post(
-                self.bot + message.path, message.body, message.headers
-            )
+            status, error = await self.post(self.bot + message.path, message.body, message.headers)
             if status == 200:
                 result.ok += 1
                 webhook.append(time.monotonic() - sent)
             else:
-                webhook.append(
-                    math.inf
-                )  # a failed webhook is slower than any answered one
+                webhook.append(math.inf)  # a failed webhook is slower than any answered one
                 self._error(result, status, error)
 
         start, cpu = time.monotonic() + 0.05, self._cpu()
@@ -861,14 +806,9 @@ class Driver:
         if tasks:
             await asyncio.wait(list(tasks))  # each ends within the request timeout
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(
-            m.key not in self.replies.first for m, _ in sends
-        ):
+        while time.monotonic() < deadline and any(m.key not in self.replies.first for m, _ in sends):
             await asyncio.sleep(0.1)
-        e2e = [
-            (m.channel, self.replies.first.get(m.key, math.inf) - sent)
-            for m, sent in sends
-        ]
+        e2e = [(m.channel, self.replies.first.get(m.key, math.inf) - sent) for m, sent in sends]
         result.missing = sum(1 for _, latency in e2e if math.isinf(latency))
         result.answered = len(e2e) - result.missing
         result.throughput = round(result.answered / seconds, 1)
@@ -890,9 +830,7 @@ class Driver:
     def _cpu(self) -> dict[str, float | None]:
         return {name: cpu_seconds(pid) for name, pid in self.pids.items()}
 
-    def _cores(
-        self, before: dict[str, float | None], seconds: float
-    ) -> dict[str, float | None]:
+    def _cores(self, before: dict[str, float | None], seconds: float) -> dict[str, float | None]:
         after = self._cpu()
         return {
             name: round((after[name] - start) / seconds, 2)  # type: ignore[operator]
@@ -902,9 +840,7 @@ class Driver:
         }
 
     @staticmethod
-    def _latencies(
-        result: PhaseResult, webhook: list[float], e2e: list[tuple[str, float]]
-    ) -> None:
+    def _latencies(result: PhaseResult, webhook: list[float], e2e: list[tuple[str, float]]) -> None:
         result.webhook_p50_ms, result.webhook_p99_ms = (
             ms(percentile(webhook, 50)),
             ms(percentile(webhook, 99)),
@@ -917,9 +853,7 @@ class Driver:
         )
         result.e2e_max_ms = ms(max(both)) if both else None
         for channel in sorted({channel for channel, _ in e2e}):
-            result.e2e_p99_ms_by_channel[channel] = ms(
-                percentile([v for c, v in e2e if c == channel], 99)
-            )
+            result.e2e_p99_ms_by_channel[channel] = ms(percentile([v for c, v in e2e if c == channel], 99))
 
     @staticmethod
     def _error(result: PhaseResult, status: int, error: str) -> None:
@@ -962,9 +896,7 @@ def redacted(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-async def run_database(
-    label: str, database_url: str | None, args: argparse.Namespace, workdir: Path
-) -> DatabaseRun:
+async def run_database(label: str, database_url: str | None, args: argparse.Namespace, workdir: Path) -> DatabaseRun:
     postgres = None
     if database_url is None:
         if label == "sqlite":
@@ -976,9 +908,7 @@ async def run_database(
                 flush=True,
             )
             database_url = await asyncio.to_thread(postgres.start)
-    run = DatabaseRun(
-        label, redacted(database_url), load_before=round(os.getloadavg()[0], 2)
-    )
+    run = DatabaseRun(label, redacted(database_url), load_before=round(os.getloadavg()[0], 2))
     children = None
     try:
         children = await asyncio.to_thread(start_children, database_url, args, workdir)
@@ -1006,9 +936,7 @@ async def run_database(
         finally:
             await driver.close()
         run.replies_total = replies.count
-        run.recipients_answered_twice = sum(
-            1 for count in replies.per_recipient.values() if count > 1
-        )
+        run.recipients_answered_twice = sum(1 for count in replies.per_recipient.values() if count > 1)
         run.load_after = round(os.getloadavg()[0], 2)
         reader.cancel()
         return run
@@ -1027,9 +955,7 @@ async def phases(
     children: Children,
     workdir: Path,
 ) -> None:
-    warm = await driver.open_loop(
-        name="warm-up", rate=args.warmup_rate, seconds=args.warmup_seconds, grace=15
-    )
+    warm = await driver.open_loop(name="warm-up", rate=args.warmup_rate, seconds=args.warmup_seconds, grace=15)
     run.phases["warmup"] = warm
     print(
         f"[{label}] warm-up: {warm.ok}/{warm.sent} accepted, {warm.answered} answered",
@@ -1042,12 +968,8 @@ async def phases(
             f"({warm.error_samples or 'the webhooks were accepted'}); the bot's log ends:\n{tail}"
         )
 
-    await driver.settle(
-        quiet=args.quiet
-    )  # the warm-up's replies, so that the bare endpoint has the machine to itself
-    bare = await driver.closed_bare(
-        clients=args.bare_clients, seconds=args.bare_seconds
-    )
+    await driver.settle(quiet=args.quiet)  # the warm-up's replies, so that the bare endpoint has the machine to itself
+    bare = await driver.closed_bare(clients=args.bare_clients, seconds=args.bare_seconds)
     run.phases["bare"] = bare
     print(f"[{label}] bare endpoint: {bare.throughput} requests/s", flush=True)
 
@@ -1063,9 +985,7 @@ async def phases(
         if args.profile
         else None
     )
-    capacity = await driver.closed_bot(
-        clients=args.clients, seconds=args.capacity_seconds, reply_timeout=args.grace
-    )
+    capacity = await driver.closed_bot(clients=args.clients, seconds=args.capacity_seconds, reply_timeout=args.grace)
     run.phases["capacity"] = capacity
     print(
         f"[{label}] capacity: {capacity.throughput} messages/s answered (webhook p99 {fmt(capacity.webhook_p99_ms)} ms, "
@@ -1155,13 +1075,7 @@ def fmt(value: Any, unit: str = "") -> str:
     if value is None:
         return "–"
     if isinstance(value, float):
-        value = (
-            f"{value:,.0f}"
-            if abs(value) >= 100
-            else f"{value:.1f}"
-            if abs(value) >= 1
-            else f"{value:.2f}"
-        )
+        value = f"{value:,.0f}" if abs(value) >= 100 else f"{value:.1f}" if abs(value) >= 1 else f"{value:.2f}"
     return f"{value}{unit}"
 
 
@@ -1172,9 +1086,7 @@ def pair(run: DatabaseRun, phase: str, first: str, second: str, *, over: str) ->
     a, b = run.figure(phase, first), run.figure(phase, second)
     if a is not None and b is not None:
         return f"{fmt(a)} / {fmt(b)} ms"
-    return " / ".join(
-        f"{fmt(value)} ms" if value is not None else over for value in (a, b)
-    )
+    return " / ".join(f"{fmt(value)} ms" if value is not None else over for value in (a, b))
 
 
 def rows(runs: list[DatabaseRun], args: argparse.Namespace) -> list[list[str]]:
@@ -1194,10 +1106,7 @@ def rows(runs: list[DatabaseRun], args: argparse.Namespace) -> list[list[str]]:
         ["bot / bare", *(fmt(run.ratio) for run in runs)],
         [
             f"webhook latency p50 / p99 at {rate}",
-            *(
-                pair(run, "rate", "webhook_p50_ms", "webhook_p99_ms", over=failed)
-                for run in runs
-            ),
+            *(pair(run, "rate", "webhook_p50_ms", "webhook_p99_ms", over=failed) for run in runs),
         ],
         [
             f"end-to-end latency p50 / p99 at {rate}",
@@ -1216,10 +1125,7 @@ def rows(runs: list[DatabaseRun], args: argparse.Namespace) -> list[list[str]]:
         ],
         [
             "webhook latency p50 / p99 at half",
-            *(
-                pair(run, "half", "webhook_p50_ms", "webhook_p99_ms", over=failed)
-                for run in runs
-            ),
+            *(pair(run, "half", "webhook_p50_ms", "webhook_p99_ms", over=failed) for run in runs),
         ],
         [
             "end-to-end latency p50 / p99 at half",
@@ -1227,17 +1133,11 @@ def rows(runs: list[DatabaseRun], args: argparse.Namespace) -> list[list[str]]:
         ],
         [
             "webhook latency p50 / p99 at capacity",
-            *(
-                pair(run, "capacity", "webhook_p50_ms", "webhook_p99_ms", over=failed)
-                for run in runs
-            ),
+            *(pair(run, "capacity", "webhook_p50_ms", "webhook_p99_ms", over=failed) for run in runs),
         ],
         [
             "end-to-end latency p50 / p99 at capacity",
-            *(
-                pair(run, "capacity", "e2e_p50_ms", "e2e_p99_ms", over=late)
-                for run in runs
-            ),
+            *(pair(run, "capacity", "e2e_p50_ms", "e2e_p99_ms", over=late) for run in runs),
         ],
         [
             "CPU cores at capacity: bot / fake provider / load generator",
@@ -1253,8 +1153,7 @@ def rows(runs: list[DatabaseRun], args: argparse.Namespace) -> list[list[str]]:
             "CPU cores in the bare phase: bare endpoint / load generator",
             *(
                 " / ".join(
-                    fmt((run.figure("bare", "cpu_cores") or {}).get(name))
-                    for name in ("bare", "load generator")
+                    fmt((run.figure("bare", "cpu_cores") or {}).get(name)) for name in ("bare", "load generator")
                 )
                 for run in runs
             ),
@@ -1280,15 +1179,10 @@ def markdown(runs: list[DatabaseRun], args: argparse.Namespace) -> str:
     body = rows(runs, args)
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
     lines = [
-        "| "
-        + " | ".join(cell.ljust(widths[i]) for i, cell in enumerate(header))
-        + " |",
+        "| " + " | ".join(cell.ljust(widths[i]) for i, cell in enumerate(header)) + " |",
         "|" + "|".join("-" * (width + 2) for width in widths) + "|",
     ]
-    lines += [
-        "| " + " | ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) + " |"
-        for row in body
-    ]
+    lines += ["| " + " | ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) + " |" for row in body]
     return "\n".join(lines)
 
 
@@ -1303,9 +1197,7 @@ def print_table(runs: list[DatabaseRun], args: argparse.Namespace) -> None:
         shown.add_column(run.database, justify="right")
     for row in rows(runs, args):
         shown.add_row(*row)
-    Console(width=None if sys.stdout.isatty() else 160).print(
-        shown
-    )  # piped: no wrapping at 80 columns
+    Console(width=None if sys.stdout.isatty() else 160).print(shown)  # piped: no wrapping at 80 columns
 
 
 def verdicts(runs: list[DatabaseRun], args: argparse.Namespace) -> list[str]:
@@ -1332,18 +1224,14 @@ def verdicts(runs: list[DatabaseRun], args: argparse.Namespace) -> list[str]:
                 (
                     f"webhook p99 <= {TARGETS['webhook_p99_ms_at_rate']:g} ms at 200/s",
                     webhook,
-                    webhook is not None and webhook <= TARGETS["webhook_p99_ms_at_rate"]
-                    if sent
-                    else None,
+                    webhook is not None and webhook <= TARGETS["webhook_p99_ms_at_rate"] if sent else None,
                 )
             )
             checks.append(
                 (
                     f"end-to-end p99 <= {TARGETS['e2e_p99_ms_at_rate']:g} ms at 200/s",
                     e2e,
-                    e2e is not None and e2e <= TARGETS["e2e_p99_ms_at_rate"]
-                    if sent
-                    else None,
+                    e2e is not None and e2e <= TARGETS["e2e_p99_ms_at_rate"] if sent else None,
                 )
             )
         checks.append(
@@ -1357,11 +1245,7 @@ def verdicts(runs: list[DatabaseRun], args: argparse.Namespace) -> list[str]:
             verdict = "n/a" if met is None else "met" if met else "NOT met"
             shown = fmt(value)
             if value is None and met is False:
-                shown = (
-                    "a failed webhook"
-                    if "webhook" in what
-                    else f"a reply later than {args.grace:g} s, or none"
-                )
+                shown = "a failed webhook" if "webhook" in what else f"a reply later than {args.grace:g} s, or none"
             lines.append(f"{run.database}: {what}: {verdict} ({shown})")
     return lines
 
@@ -1414,9 +1298,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--database-url",
         help="this database instead (best a new one); labelled by its scheme",
     )
-    parser.add_argument(
-        "--rate", type=float, default=200.0, help="messages/s of the fixed-rate phase"
-    )
+    parser.add_argument("--rate", type=float, default=200.0, help="messages/s of the fixed-rate phase")
     parser.add_argument("--rate-seconds", type=float, default=15.0)
     parser.add_argument(
         "--clients",
@@ -1537,14 +1419,10 @@ async def main_async(args: argparse.Namespace) -> list[DatabaseRun]:
             )
         ]
     else:
-        plan = [
-            (name.strip(), None) for name in args.databases.split(",") if name.strip()
-        ]
+        plan = [(name.strip(), None) for name in args.databases.split(",") if name.strip()]
         unknown = {name for name, _ in plan} - {"sqlite", "postgres"}
         if unknown:
-            raise SystemExit(
-                f"bench: unknown database {', '.join(sorted(unknown))}: sqlite or postgres"
-            )
+            raise SystemExit(f"bench: unknown database {', '.join(sorted(unknown))}: sqlite or postgres")
     runs = []
     for label, url in plan:
         workdir = Path(tempfile.mkdtemp(prefix=f"saypro-bench-{label}-"))
@@ -1577,9 +1455,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runs = asyncio.run(asyncio.wait_for(main_async(args), timeout=args.max_seconds))
     except TimeoutError:
-        print(
-            f"bench: stopped after --max-seconds {args.max_seconds:g}", file=sys.stderr
-        )
+        print(f"bench: stopped after --max-seconds {args.max_seconds:g}", file=sys.stderr)
         return 3
     print()
     print(f"python bench/load.py {' '.join(argv)}".rstrip())
@@ -1594,17 +1470,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         payload = {
             "environment": env,
-            "arguments": {
-                key: value for key, value in vars(args).items() if key != "json"
-            },
+            "arguments": {key: value for key, value in vars(args).items() if key != "json"},
             "targets": TARGETS,
             "runs": [
                 {
                     **{k: v for k, v in asdict(run).items() if k != "phases"},
                     "ratio": run.ratio,
-                    "phases": {
-                        name: asdict(phase) for name, phase in run.phases.items()
-                    },
+                    "phases": {name: asdict(phase) for name, phase in run.phases.items()},
                 }
                 for run in runs
             ],

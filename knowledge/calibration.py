@@ -17,15 +17,11 @@ class Calibrator:
         self.fuzzy_only = True
 
     def fit(self, rows: np.ndarray, right: np.ndarray) -> Calibrator:
-        if (
-            len(np.unique(right)) < 2
-        ):  # nothing to tell apart (e.g. one label, no out-of-scope): fuzzy score
+        if len(np.unique(right)) < 2:  # nothing to tell apart (e.g. one label, no out-of-scope): fuzzy score
             return self
         std = rows.std(axis=0)
         self.mean, self.scale = rows.mean(axis=0), np.where(std > 1e-9, std, 1.0)
-        model = LogisticRegression(C=1.0, max_iter=1_000).fit(
-            (rows - self.mean) / self.scale, right
-        )
+        model = LogisticRegression(C=1.0, max_iter=1_000).fit((rows - self.mean) / self.scale, right)
         self.coef, self.intercept = model.coef_[0], float(model.intercept_[0])
         self.fuzzy_only = False
         return self
@@ -69,14 +65,10 @@ def choose_thresholds(
     fixed_answer, fixed_ask = fixed
     weight = np.full(len(top_conf), 1.0 / max(len(top_conf), 1))
     gain = np.where(top_right, 1.0, -wrong_answer_cost) - is_oos.astype(np.float64)
-    answer_at = (
-        best_cut(top_conf, weight * gain) if fixed_answer is None else fixed_answer
-    )
+    answer_at = best_cut(top_conf, weight * gain) if fixed_answer is None else fixed_answer
     below = top_conf < answer_at
     ask_gain = np.where(listed & ~is_oos, 1.0, -0.5)
-    ask_at = best_cut(
-        top_conf[below], weight[below] * ask_gain[below], ceiling=answer_at
-    )
+    ask_at = best_cut(top_conf[below], weight[below] * ask_gain[below], ceiling=answer_at)
     return answer_at, min(ask_at if fixed_ask is None else fixed_ask, answer_at)
 
 
@@ -86,9 +78,7 @@ def best_cut(conf: np.ndarray, gain: np.ndarray, *, ceiling: float = 1.0) -> flo
         return ceiling
     order = np.argsort(-conf, kind="stable")
     conf, total = conf[order], np.cumsum(gain[order])
-    ends = np.flatnonzero(
-        np.append(conf[1:] < conf[:-1], True)
-    )  # last row of each run of equal confidences
+    ends = np.flatnonzero(np.append(conf[1:] < conf[:-1], True))  # last row of each run of equal confidences
     best = ends[np.argmax(total[ends])]
     if total[best] <= 0.0:
         return ceiling
@@ -96,9 +86,7 @@ def best_cut(conf: np.ndarray, gain: np.ndarray, *, ceiling: float = 1.0) -> flo
     return float(min((conf[best] + below) / 2.0, ceiling))
 
 
-def heldout_report(
-    conf: np.ndarray, right: np.ndarray, *, is_oos: np.ndarray, answer_at: float
-) -> dict[str, float]:
+def heldout_report(conf: np.ndarray, right: np.ndarray, *, is_oos: np.ndarray, answer_at: float) -> dict[str, float]:
     """What the chosen answer threshold gives on the held-out queries (NaN where undefined)."""
     answered, inscope = conf >= answer_at, ~is_oos
 

@@ -70,9 +70,7 @@ class EmbeddingCache:
     def put(self, key: str, vectors: np.ndarray) -> None:
         """Store `vectors` under `key`; a cache that cannot be written is logged and skipped."""
         path = self.directory / f"{key}.npy"
-        partial = path.with_name(
-            f".{key}.{os.getpid()}.{threading.get_ident()}.tmp.npy"
-        )
+        partial = path.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}.tmp.npy")
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             np.save(
@@ -89,17 +87,13 @@ class EmbeddingCache:
 class SentenceEmbedder:
     """A sentence-transformers model by name or local path, loaded on first use, with a vector cache."""
 
-    def __init__(
-        self, model: str, *, cache: EmbeddingCache | None = None, batch_size: int = 64
-    ) -> None:
+    def __init__(self, model: str, *, cache: EmbeddingCache | None = None, batch_size: int = 64) -> None:
         self.model = model
         self.cache = cache
         self.batch_size = batch_size
         self.encoded = 0  # texts actually run through the model (not read from the cache), for tests and logs
         self._loaded: Any = None
-        self._lock = (
-            threading.Lock()
-        )  # queries one at a time: each sets torch to one thread and back
+        self._lock = threading.Lock()  # queries one at a time: each sets torch to one thread and back
 
     @property
     def key(self) -> str:
@@ -108,15 +102,8 @@ class SentenceEmbedder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
-        key = (
-            EmbeddingCache.content_key(self.key, texts)
-            if self.cache is not None
-            else ""
-        )
-        if (
-            self.cache is not None
-            and (cached := self.cache.get(key, rows=len(texts))) is not None
-        ):
+        key = EmbeddingCache.content_key(self.key, texts) if self.cache is not None else ""
+        if self.cache is not None and (cached := self.cache.get(key, rows=len(texts))) is not None:
             return cached.astype(np.float32, copy=False)
         vectors = self._run(texts)
         if self.cache is not None:
@@ -129,9 +116,7 @@ class SentenceEmbedder:
 
         with self._lock, torch.inference_mode():
             threads = torch.get_num_threads()
-            torch.set_num_threads(
-                1
-            )  # one short query: threads cost more in hand-offs than they save
+            torch.set_num_threads(1)  # one short query: threads cost more in hand-offs than they save
             try:
                 output = model.forward(model.preprocess([text]))["sentence_embedding"]
             finally:
@@ -142,9 +127,7 @@ class SentenceEmbedder:
     def _run(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        model = (
-            self._model()
-        )  # no lock: a re-fit's batch must not hold up the queries answered meanwhile
+        model = self._model()  # no lock: a re-fit's batch must not hold up the queries answered meanwhile
         vectors = model.encode(
             texts,
             batch_size=self.batch_size,
@@ -156,9 +139,7 @@ class SentenceEmbedder:
 
     def _model(self) -> Any:
         if self._loaded is None:
-            os.environ.setdefault(
-                "HF_HUB_OFFLINE", "1"
-            )  # a name not in the local cache fails, never downloads
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a name not in the local cache fails, never downloads
             try:
                 from sentence_transformers import SentenceTransformer
             except ImportError as exc:
@@ -169,9 +150,7 @@ class SentenceEmbedder:
             try:
                 self._loaded = SentenceTransformer(self.model, device="cpu")
             except (OSError, ValueError, RuntimeError) as exc:
-                raise ConfigurationError(
-                    f"{SETTING}: cannot load the model {self.model!r}: {exc}"
-                ) from exc
+                raise ConfigurationError(f"{SETTING}: cannot load the model {self.model!r}: {exc}") from exc
         return self._loaded
 
 
@@ -185,9 +164,7 @@ def _quiet_transformers() -> None:
     transformers_logging.set_verbosity_error()
 
 
-def embedder_for(
-    setting: str | None, *, cache_dir: str | Path | None = None
-) -> SentenceEmbedder | None:
+def embedder_for(setting: str | None, *, cache_dir: str | Path | None = None) -> SentenceEmbedder | None:
     """The embedder KNOWLEDGE_EMBEDDINGS names (a model name or local path), or None for the light matcher."""
     if setting is None or not setting.strip():
         return None

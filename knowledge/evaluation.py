@@ -38,16 +38,12 @@ class _Answerer(Protocol):
 
 
 class _Verdict(NamedTuple):
-    answered: (
-        str | None
-    )  # the label answered, None when the model asked back or did not know
+    answered: str | None  # the label answered, None when the model asked back or did not know
     top: str | None  # the best candidate, answered or not
     confidence: float
 
 
-def read_labelled_csv(
-    path: str | Path, *, label_column: str | None = None
-) -> list[LabelledRow]:
+def read_labelled_csv(path: str | Path, *, label_column: str | None = None) -> list[LabelledRow]:
     """Rows of a CSV with a `text` column and one label column (`topic`, `category` or the only other one).
 
     Raises ValueError (the message gives the line where it applies) on a file that is not such a CSV.
@@ -56,10 +52,7 @@ def read_labelled_csv(
         reader = csv.DictReader(handle)
         try:
             column = _label_column(reader.fieldnames or [], label_column)
-            return [
-                LabelledRow((row["text"] or "").strip(), (row[column] or "").strip())
-                for row in reader
-            ]
+            return [LabelledRow((row["text"] or "").strip(), (row[column] or "").strip()) for row in reader]
         except csv.Error as exc:
             raise ValueError(f"line {reader.line_num}: {exc}") from exc
         except UnicodeDecodeError as exc:
@@ -78,9 +71,7 @@ def _label_column(fields: Sequence[str], wanted: str | None) -> str:
             return name
     others = [f for f in fields if f != "text"]
     if len(others) != 1:
-        raise ValueError(
-            f"line 1: cannot tell the label column among {others}; name it 'topic' or 'category'"
-        )
+        raise ValueError(f"line 1: cannot tell the label column among {others}; name it 'topic' or 'category'")
     return others[0]
 
 
@@ -110,27 +101,16 @@ def bench(
     The matcher is the bot's, learning also from each label's name as words. Latency is measured one
     query at a time, as the bot answers them. `progress` hears of the fit and of each scored row.
     """
-    train = (
-        _first_per_label(train_rows, shots) if shots is not None else list(train_rows)
-    )
+    train = _first_per_label(train_rows, shots) if shots is not None else list(train_rows)
     texts = [row.text for row in train]
-    labels = [
-        _OOS_TRAIN_LABEL if _is_oos(row.label, oos_label) else row.label
-        for row in train
-    ]
+    labels = [_OOS_TRAIN_LABEL if _is_oos(row.label, oos_label) else row.label for row in train]
     # sorted: the same files give the same texts in the same order, so the embedding cache's
     # content key (over every text in order) matches from one run to the next
-    names = {
-        label: [label_words(label)]
-        for label in sorted(set(labels))
-        if label != _OOS_TRAIN_LABEL
-    }
+    names = {label: [label_words(label)] for label in sorted(set(labels)) if label != _OOS_TRAIN_LABEL}
     if progress is not None:
         progress("fit", 0, None)
     started = time.perf_counter()
-    matcher = Matcher(embedder=embedder).fit(
-        texts, labels, oos_label=_OOS_TRAIN_LABEL, descriptions=names
-    )
+    matcher = Matcher(embedder=embedder).fit(texts, labels, oos_label=_OOS_TRAIN_LABEL, descriptions=names)
     fit_seconds = time.perf_counter() - started
     verdicts: list[_Verdict] = []
     latencies: list[float] = []
@@ -143,9 +123,7 @@ def bench(
             if progress is not None:
                 progress("score", done, len(test_rows))
     scores = _scores(list(test_rows), verdicts, oos_label=oos_label)
-    correct = [
-        v.top is not None and v.top == row.label for row, v in zip(test_rows, verdicts)
-    ]
+    correct = [v.top is not None and v.top == row.label for row, v in zip(test_rows, verdicts)]
     return {
         "n_train": len(train),
         "n_test": len(test_rows),
@@ -176,9 +154,7 @@ def expected_calibration_error(
     return float(gap)
 
 
-def _scores(
-    rows: Sequence[LabelledRow], verdicts: Sequence[_Verdict], *, oos_label: str | None
-) -> dict[str, object]:
+def _scores(rows: Sequence[LabelledRow], verdicts: Sequence[_Verdict], *, oos_label: str | None) -> dict[str, object]:
     inscope_hits = oos_refused = answered = answered_right = n_inscope = n_oos = 0
     for row, verdict in zip(rows, verdicts):
         oos = _is_oos(row.label, oos_label)

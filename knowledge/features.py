@@ -49,9 +49,7 @@ class TextFeatures:
             lowercase=False,
             dtype=np.float32,
         )
-        self._parts: list[
-            tuple[Callable[[str], list[str]], dict[str, int], np.ndarray, int]
-        ] = []
+        self._parts: list[tuple[Callable[[str], list[str]], dict[str, int], np.ndarray, int]] = []
         self.n_features = 0
 
     def fit_transform(self, texts: list[str]) -> sparse.csr_matrix:
@@ -60,9 +58,7 @@ class TextFeatures:
         for vectorizer in (self._word, self._char):
             try:
                 blocks.append(vectorizer.fit_transform(texts))
-            except (
-                ValueError
-            ):  # no word (or no character) at all in the texts: go without that part
+            except ValueError:  # no word (or no character) at all in the texts: go without that part
                 continue
             fitted.append(vectorizer)
         if not blocks:
@@ -70,9 +66,7 @@ class TextFeatures:
         offset = 0
         for vectorizer in fitted:
             analyzer, vocabulary = vectorizer.build_analyzer(), vectorizer.vocabulary_
-            self._parts.append(
-                (analyzer, vocabulary, vectorizer.idf_.astype(np.float64), offset)
-            )
+            self._parts.append((analyzer, vocabulary, vectorizer.idf_.astype(np.float64), offset))
             offset += len(vocabulary)
         self.n_features = offset
         return sparse.hstack(blocks, format="csr")
@@ -84,9 +78,7 @@ class TextFeatures:
             counts = Counter(vocabulary[g] for g in analyze(text) if g in vocabulary)
             if counts:
                 idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
-                tf = 1.0 + np.log(
-                    np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
-                )
+                tf = 1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))
                 val = tf * idf[idx]
                 indices.append(idx + offset)
                 values.append(val / np.sqrt(val @ val))

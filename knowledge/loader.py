@@ -72,24 +72,13 @@ def load_knowledge_base(root: str | Path | None = None) -> KnowledgeBase:
         raise KnowledgeBaseError("no such knowledge folder", path=str(root))
     digest = hashlib.sha256()
     facts_path, oos_path = root / "facts.yaml", root / "out_of_scope.yaml"
-    facts = (
-        _load_facts(facts_path, _read(facts_path, digest=digest, root=root))
-        if facts_path.exists()
-        else {}
-    )
-    oos = (
-        _load_out_of_scope(oos_path, _read(oos_path, digest=digest, root=root))
-        if oos_path.exists()
-        else ()
-    )
+    facts = _load_facts(facts_path, _read(facts_path, digest=digest, root=root)) if facts_path.exists() else {}
+    oos = _load_out_of_scope(oos_path, _read(oos_path, digest=digest, root=root)) if oos_path.exists() else ()
     loaded = [
-        _load_entry(p, _read(p, digest=digest, root=root), facts=facts)
-        for p in sorted((root / "faq").glob("*.md"))
+        _load_entry(p, _read(p, digest=digest, root=root), facts=facts) for p in sorted((root / "faq").glob("*.md"))
     ]
     _check_ids(loaded)
-    return KnowledgeBase(
-        root, tuple(entry for entry, _ in loaded), facts, oos, digest.hexdigest()
-    )
+    return KnowledgeBase(root, tuple(entry for entry, _ in loaded), facts, oos, digest.hexdigest())
 
 
 def _read(path: Path, *, digest: Any, root: Path) -> str:
@@ -111,19 +100,11 @@ def _compose(text: str, *, path: Path, first_line: int) -> yaml.Node | None:
         mark = exc.problem_mark or exc.context_mark
         line = first_line + mark.line if mark is not None else first_line
         message = f"YAML error: {exc.problem or exc}"
-        if (
-            exc.context
-            and exc.context_mark is not None
-            and exc.problem_mark is not None
-        ):
-            message += (
-                f" ({exc.context} started on line {first_line + exc.context_mark.line})"
-            )
+        if exc.context and exc.context_mark is not None and exc.problem_mark is not None:
+            message += f" ({exc.context} started on line {first_line + exc.context_mark.line})"
         raise KnowledgeBaseError(message, path=str(path), line=line) from exc
     except yaml.YAMLError as exc:
-        raise KnowledgeBaseError(
-            f"YAML error: {exc}", path=str(path), line=first_line
-        ) from exc
+        raise KnowledgeBaseError(f"YAML error: {exc}", path=str(path), line=first_line) from exc
 
 
 def _line(node: yaml.Node, first_line: int) -> int:
@@ -136,15 +117,11 @@ def _mapping(
     """A mapping node's items by key, refusing non-string and duplicate keys."""
     if not isinstance(node, yaml.MappingNode):
         line = _line(node, first_line) if node is not None else first_line
-        raise KnowledgeBaseError(
-            f"{what} must be a mapping of names to values", path=str(path), line=line
-        )
+        raise KnowledgeBaseError(f"{what} must be a mapping of names to values", path=str(path), line=line)
     items: dict[str, tuple[yaml.Node, yaml.Node]] = {}
     for key, value in node.value:
         if not isinstance(key, yaml.ScalarNode) or key.tag != "tag:yaml.org,2002:str":
-            raise KnowledgeBaseError(
-                "keys must be plain names", path=str(path), line=_line(key, first_line)
-            )
+            raise KnowledgeBaseError("keys must be plain names", path=str(path), line=_line(key, first_line))
         if key.value in items:
             where = _line(items[key.value][0], first_line)
             raise KnowledgeBaseError(
@@ -159,35 +136,23 @@ def _mapping(
 def _string(node: yaml.Node, *, path: Path, first_line: int, what: str) -> str:
     """A scalar node as stripped text (numbers allowed); lists, mappings and nulls refused."""
     if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
-        raise KnowledgeBaseError(
-            f"{what} is empty", path=str(path), line=_line(node, first_line)
-        )
+        raise KnowledgeBaseError(f"{what} is empty", path=str(path), line=_line(node, first_line))
     if not isinstance(node, yaml.ScalarNode):
-        raise KnowledgeBaseError(
-            f"{what} must be text", path=str(path), line=_line(node, first_line)
-        )
+        raise KnowledgeBaseError(f"{what} must be text", path=str(path), line=_line(node, first_line))
     return str(node.value).strip()
 
 
-def _strings(
-    node: yaml.Node, *, path: Path, first_line: int, what: str
-) -> list[tuple[str, int]]:
+def _strings(node: yaml.Node, *, path: Path, first_line: int, what: str) -> list[tuple[str, int]]:
     """A sequence node's items as (non-empty text, line)."""
     if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
         return []
     if not isinstance(node, yaml.SequenceNode):
-        raise KnowledgeBaseError(
-            f"{what} must be a list", path=str(path), line=_line(node, first_line)
-        )
+        raise KnowledgeBaseError(f"{what} must be a list", path=str(path), line=_line(node, first_line))
     items = []
     for item in node.value:
-        text = _string(
-            item, path=path, first_line=first_line, what=f"each item of {what}"
-        )
+        text = _string(item, path=path, first_line=first_line, what=f"each item of {what}")
         if not text:
-            raise KnowledgeBaseError(
-                f"empty item in {what}", path=str(path), line=_line(item, first_line)
-            )
+            raise KnowledgeBaseError(f"empty item in {what}", path=str(path), line=_line(item, first_line))
         items.append((text, _line(item, first_line)))
     return items
 
@@ -197,9 +162,7 @@ def _load_facts(path: Path, text: str) -> dict[str, Fact]:
     if root is None:
         return {}
     facts: dict[str, Fact] = {}
-    for name, (key, node) in _mapping(
-        root, path=path, first_line=1, what="facts.yaml"
-    ).items():
+    for name, (key, node) in _mapping(root, path=path, first_line=1, what="facts.yaml").items():
         line = _line(key, 1)
         if not _FACT_NAME.fullmatch(name):
             raise KnowledgeBaseError(
@@ -215,31 +178,21 @@ def _load_facts(path: Path, text: str) -> dict[str, Fact]:
                 path=str(path),
                 line=_line(fields[unknown[0]][0], 1),
             )
-        value = _optional_text(
-            fields.get("value"), path=path, what=f"fact '{name}' value"
-        )
-        unset = _optional_text(
-            fields.get("unset"), path=path, what=f"fact '{name}' unset"
-        )
+        value = _optional_text(fields.get("value"), path=path, what=f"fact '{name}' value")
+        unset = _optional_text(fields.get("unset"), path=path, what=f"fact '{name}' unset")
         if not value and not unset:
             raise KnowledgeBaseError(
                 f"fact '{name}' has neither a value nor an 'unset' text",
                 path=str(path),
                 line=line,
             )
-        about = _optional_text(
-            fields.get("about"), path=path, what=f"fact '{name}' about"
-        )
+        about = _optional_text(fields.get("about"), path=path, what=f"fact '{name}' about")
         facts[name] = Fact(name, value or None, unset or "", about or "")
     return facts
 
 
-def _optional_text(
-    item: tuple[yaml.Node, yaml.Node] | None, *, path: Path, what: str
-) -> str | None:
-    if item is None or (
-        isinstance(item[1], yaml.ScalarNode) and item[1].tag == "tag:yaml.org,2002:null"
-    ):
+def _optional_text(item: tuple[yaml.Node, yaml.Node] | None, *, path: Path, what: str) -> str | None:
+    if item is None or (isinstance(item[1], yaml.ScalarNode) and item[1].tag == "tag:yaml.org,2002:null"):
         return None
     return _string(item[1], path=path, first_line=1, what=what)
 
@@ -251,11 +204,7 @@ def _load_out_of_scope(path: Path, text: str) -> tuple[str, ...]:
         return ()
     if isinstance(root, yaml.MappingNode):
         groups = _mapping(root, path=path, first_line=1, what="out_of_scope.yaml")
-        items = [
-            i
-            for name, (_, node) in groups.items()
-            for i in _strings(node, path=path, first_line=1, what=name)
-        ]
+        items = [i for name, (_, node) in groups.items() for i in _strings(node, path=path, first_line=1, what=name)]
     else:
         items = _strings(root, path=path, first_line=1, what="out_of_scope.yaml")
     return tuple(dict.fromkeys(text for text, _ in items))
@@ -280,9 +229,7 @@ def _split_front_matter(path: Path, text: str) -> tuple[str, list[str], int]:
     )
 
 
-def _load_entry(
-    path: Path, text: str, *, facts: Mapping[str, Fact]
-) -> tuple[FaqEntry, int]:
+def _load_entry(path: Path, text: str, *, facts: Mapping[str, Fact]) -> tuple[FaqEntry, int]:
     """The entry, and the line of its id."""
     front, body, body_line = _split_front_matter(path, text)
     card = _mapping(
@@ -300,25 +247,16 @@ def _load_entry(
         )
     for name in _FIELDS:
         if name not in card and name != "tags":
-            raise KnowledgeBaseError(
-                f"missing field '{name}'", path=str(path), line=body_line - 1
-            )
+            raise KnowledgeBaseError(f"missing field '{name}'", path=str(path), line=body_line - 1)
     entry_id = _checked_id(card["id"], path=path)
     title = _checked_title(card["title"], path=path)
     audience = _checked_audience(card["audience"], path=path)
     tags = (
-        tuple(
-            t
-            for t, _ in _strings(card["tags"][1], path=path, first_line=2, what="tags")
-        )
-        if "tags" in card
-        else ()
+        tuple(t for t, _ in _strings(card["tags"][1], path=path, first_line=2, what="tags")) if "tags" in card else ()
     )
     examples = _checked_examples(card["examples"], path=path)
     answer = _render_answer(body, path=path, first_line=body_line, facts=facts)
-    return FaqEntry(
-        entry_id, title, audience, tags, examples, answer, str(path)
-    ), _line(card["id"][1], 2)
+    return FaqEntry(entry_id, title, audience, tags, examples, answer, str(path)), _line(card["id"][1], 2)
 
 
 def _checked_id(item: tuple[yaml.Node, yaml.Node], *, path: Path) -> str:
@@ -338,9 +276,7 @@ def _checked_title(item: tuple[yaml.Node, yaml.Node], *, path: Path) -> str:
     if not value:
         raise KnowledgeBaseError("empty title", path=str(path), line=line)
     if "\n" in value:
-        raise KnowledgeBaseError(
-            "the title must be one line", path=str(path), line=line
-        )
+        raise KnowledgeBaseError("the title must be one line", path=str(path), line=line)
     if len(value) > MAX_TITLE:
         raise KnowledgeBaseError(
             f"title is {len(value)} characters, at most {MAX_TITLE}",
@@ -350,9 +286,7 @@ def _checked_title(item: tuple[yaml.Node, yaml.Node], *, path: Path) -> str:
     return value
 
 
-def _checked_audience(
-    item: tuple[yaml.Node, yaml.Node], *, path: Path
-) -> tuple[str, ...]:
+def _checked_audience(item: tuple[yaml.Node, yaml.Node], *, path: Path) -> tuple[str, ...]:
     node = item[1]
     values = (
         [(_string(node, path=path, first_line=2, what="audience"), _line(node, 2))]
@@ -360,21 +294,15 @@ def _checked_audience(
         else _strings(node, path=path, first_line=2, what="audience")
     )
     if not values:
-        raise KnowledgeBaseError(
-            "empty audience", path=str(path), line=_line(item[0], 2)
-        )
+        raise KnowledgeBaseError("empty audience", path=str(path), line=_line(item[0], 2))
     for value, line in values:
         if value not in AUDIENCES:
             allowed = ", ".join(sorted(AUDIENCES))
-            raise KnowledgeBaseError(
-                f"audience '{value}' is not one of {allowed}", path=str(path), line=line
-            )
+            raise KnowledgeBaseError(f"audience '{value}' is not one of {allowed}", path=str(path), line=line)
     return tuple(dict.fromkeys(v for v, _ in values))
 
 
-def _checked_examples(
-    item: tuple[yaml.Node, yaml.Node], *, path: Path
-) -> tuple[str, ...]:
+def _checked_examples(item: tuple[yaml.Node, yaml.Node], *, path: Path) -> tuple[str, ...]:
     examples = _strings(item[1], path=path, first_line=2, what="examples")
     if not MIN_EXAMPLES <= len(examples) <= MAX_EXAMPLES:
         raise KnowledgeBaseError(
@@ -386,21 +314,15 @@ def _checked_examples(
     for text, line in examples:
         key = " ".join(text.casefold().split())
         if key in seen:
-            raise KnowledgeBaseError(
-                f"example '{text}' repeats line {seen[key]}", path=str(path), line=line
-            )
+            raise KnowledgeBaseError(f"example '{text}' repeats line {seen[key]}", path=str(path), line=line)
         seen[key] = line
     return tuple(text for text, _ in examples)
 
 
-def _render_answer(
-    body: list[str], *, path: Path, first_line: int, facts: Mapping[str, Fact]
-) -> str:
+def _render_answer(body: list[str], *, path: Path, first_line: int, facts: Mapping[str, Fact]) -> str:
     """The answer text with every `{{ fact }}` replaced; unknown or malformed placeholders refused."""
     if not "\n".join(body).strip():
-        raise KnowledgeBaseError(
-            "empty answer below the front matter", path=str(path), line=first_line - 1
-        )
+        raise KnowledgeBaseError("empty answer below the front matter", path=str(path), line=first_line - 1)
     rendered = []
     for offset, line in enumerate(body):
         for match in _PLACEHOLDER.finditer(line):
@@ -419,12 +341,8 @@ def _render_answer(
                 )
         rest = _PLACEHOLDER.sub("", line)
         if "{{" in rest or "}}" in rest:
-            raise KnowledgeBaseError(
-                "unbalanced '{{' or '}}'", path=str(path), line=first_line + offset
-            )
-        rendered.append(
-            _PLACEHOLDER.sub(lambda m: facts[m.group(1).strip()].text, line)
-        )
+            raise KnowledgeBaseError("unbalanced '{{' or '}}'", path=str(path), line=first_line + offset)
+        rendered.append(_PLACEHOLDER.sub(lambda m: facts[m.group(1).strip()].text, line))
     return "\n".join(rendered).strip()
 
 

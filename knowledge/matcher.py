@@ -21,9 +21,7 @@ from knowledge.embeddings import Embedder
 from knowledge.scorers import ABSENT, LexicalScorer, SemanticScorer
 
 MAX_QUERY_CHARS = 500
-_DROPPED = frozenset(
-    {"Cc", "Cf", "Cs", "Co", "Cn"}
-)  # control, format, surrogate, private, unassigned
+_DROPPED = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})  # control, format, surrogate, private, unassigned
 _WHITESPACE = re.compile(r"\s+")
 _WORD = re.compile(r"\w+")
 _MIN_FIXED, _SPELLING_CUTOFF = (
@@ -44,9 +42,7 @@ def normalize_text(text: str, *, max_chars: int = MAX_QUERY_CHARS) -> str:
     """NFKC, control and format characters to spaces, case-folded, whitespace collapsed, cut to `max_chars`."""
     text = unicodedata.normalize("NFKC", text[: max_chars * 2])
     if not text.isprintable():
-        text = "".join(
-            " " if unicodedata.category(ch) in _DROPPED else ch for ch in text
-        )
+        text = "".join(" " if unicodedata.category(ch) in _DROPPED else ch for ch in text)
     return _WHITESPACE.sub(" ", text.casefold()).strip()[:max_chars]
 
 
@@ -95,18 +91,12 @@ class _Base:
         fuzzy_scorers: tuple[Callable[..., float], ...],
     ) -> None:
         self.n_classes, self.oos, self.top_k = n_classes, oos, top_k
-        self.lexical = LexicalScorer(
-            n_classes=n_classes, c=c, random_state=random_state
-        )
+        self.lexical = LexicalScorer(n_classes=n_classes, c=c, random_state=random_state)
         self.semantic: SemanticScorer | None = None
         self.examples: list[str] = []
-        self.bounds = np.zeros(
-            n_classes + 1, dtype=np.int64
-        )  # examples of class c: bounds[c]:bounds[c+1]
+        self.bounds = np.zeros(n_classes + 1, dtype=np.int64)  # examples of class c: bounds[c]:bounds[c+1]
         self.known_words: frozenset[str] = frozenset()  # words of in-scope texts
-        self.spellings: list[
-            str
-        ] = []  # words of all texts, long enough to correct a typo towards
+        self.spellings: list[str] = []  # words of all texts, long enough to correct a typo towards
         self._spelled: frozenset[str] = frozenset()
         self.fuzzy_scorers = fuzzy_scorers
         self._inscope = np.ones(n_classes, dtype=bool)
@@ -115,9 +105,7 @@ class _Base:
 
     def fit(self, data: _Data, *, context: _Data, context_weight: float) -> _Base:
         texts, y = data.texts + context.texts, np.concatenate([data.y, context.y])
-        weights = np.concatenate(
-            [np.ones(len(data.y)), np.full(len(context.y), context_weight)]
-        )
+        weights = np.concatenate([np.ones(len(data.y)), np.full(len(context.y), context_weight)])
         self.lexical.fit(texts, y, weights=weights)
         if data.vectors is not None and context.vectors is not None:
             vectors = np.vstack([data.vectors, context.vectors])
@@ -127,13 +115,9 @@ class _Base:
         order = np.argsort(data.y, kind="stable")
         self.examples = [data.texts[i] for i in order]
         self.bounds = np.searchsorted(data.y[order], np.arange(self.n_classes + 1))
-        inscope = [
-            t for t, label in zip(data.texts, data.y) if label != self.oos
-        ] + context.texts
+        inscope = [t for t, label in zip(data.texts, data.y) if label != self.oos] + context.texts
         self.known_words = frozenset(w for t in inscope for w in _WORD.findall(t))
-        self.spellings = sorted(
-            {w for t in texts for w in _WORD.findall(t) if len(w) >= _MIN_FIXED}
-        )
+        self.spellings = sorted({w for t in texts for w in _WORD.findall(t) if len(w) >= _MIN_FIXED})
         self._spelled = frozenset(self.spellings)
         return self
 
@@ -144,16 +128,12 @@ class _Base:
             word = match.group(0)
             if len(word) < _MIN_FIXED or word in self._spelled or not self.spellings:
                 return word
-            best = process.extractOne(
-                word, self.spellings, scorer=fuzz.ratio, score_cutoff=_SPELLING_CUTOFF
-            )
+            best = process.extractOne(word, self.spellings, scorer=fuzz.ratio, score_cutoff=_SPELLING_CUTOFF)
             return best[0] if best is not None else word
 
         return _WORD.sub(closest, query)
 
-    def candidates(
-        self, query: str, vector: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def candidates(self, query: str, vector: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """The top-k in-scope classes by combined score and, for each, its row of calibrator features."""
         words = _WORD.findall(query)
         known = sum(w in self.known_words for w in words) / len(words) if words else 0.0
@@ -169,10 +149,7 @@ class _Base:
         combined = (
             scores[0].copy()
             if len(scores) == 1
-            else sum(
-                w * _standardised(s, self._inscope)
-                for s, w in zip(scores, blend, strict=True)
-            )
+            else sum(w * _standardised(s, self._inscope) for s, w in zip(scores, blend, strict=True))
         )
         if self.oos is not None:
             combined[self.oos] = -np.inf
@@ -180,11 +157,7 @@ class _Base:
         columns = [np.arange(len(top)) == 0, np.full(len(top), known)]
         for scorer in self.fuzzy_scorers:
             fuzzy = self._fuzzy(query, top, scorer=scorer)
-            oos_fuzzy = (
-                self._fuzzy(query, np.array([self.oos]), scorer=scorer)[0]
-                if self.oos is not None
-                else 0.0
-            )
+            oos_fuzzy = self._fuzzy(query, np.array([self.oos]), scorer=scorer)[0] if self.oos is not None else 0.0
             columns += [fuzzy, fuzzy - _best_other(fuzzy, empty=0.0), fuzzy - oos_fuzzy]
         for score in scores:
             cand = score[top]
@@ -192,22 +165,14 @@ class _Base:
             columns += [cand, cand - _best_other(cand, empty=ABSENT), cand - oos_score]
         return top, np.clip(np.column_stack(columns).astype(np.float64), -20.0, 20.0)
 
-    def _fuzzy(
-        self, query: str, classes: np.ndarray, *, scorer: Callable[..., float]
-    ) -> np.ndarray:
+    def _fuzzy(self, query: str, classes: np.ndarray, *, scorer: Callable[..., float]) -> np.ndarray:
         """Per class, the best rapidfuzz `scorer` similarity (0..1) of the query against that class's examples."""
         lengths = self.bounds[classes + 1] - self.bounds[classes]
         result = np.zeros(len(classes))
         if not query or not lengths.any():
             return result
-        choices = [
-            ex
-            for c in classes
-            for ex in self.examples[self.bounds[c] : self.bounds[c + 1]]
-        ]
-        sims = process.cdist(
-            [query], choices, scorer=scorer, dtype=np.uint8, workers=1
-        )[0]
+        choices = [ex for c in classes for ex in self.examples[self.bounds[c] : self.bounds[c + 1]]]
+        sims = process.cdist([query], choices, scorer=scorer, dtype=np.uint8, workers=1)[0]
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         result[lengths > 0] = np.maximum.reduceat(sims, starts[lengths > 0]) / 100.0
         return result
@@ -322,18 +287,10 @@ class Matcher:
         counts = np.bincount(y[y != oos] if oos is not None else y)
         per_label = float(np.median(counts[counts > 0]))
         self._fuzzy_scorers = _FUZZY_FEW if per_label <= _FEW_EXAMPLES else _FUZZY_MANY
-        pairs = [
-            (normalize_text(t, max_chars=20_000), label)
-            for label, ts in (descriptions or {}).items()
-            for t in ts
-        ]
+        pairs = [(normalize_text(t, max_chars=20_000), label) for label, ts in (descriptions or {}).items() for t in ts]
         pairs = [(t, index[label]) for t, label in pairs if t and label in index]
         context_texts = [t for t, _ in pairs]
-        vectors = (
-            self.embedder.encode(clean + context_texts)
-            if self.embedder is not None
-            else None
-        )
+        vectors = self.embedder.encode(clean + context_texts) if self.embedder is not None else None
         data = _Data(clean, y, vectors[: len(clean)] if vectors is not None else None)
         context = _Data(
             context_texts,
@@ -348,9 +305,7 @@ class Matcher:
             query_ids=query_ids,
             is_oos=y == oos if oos is not None else None,
         )
-        self._base = self._new_base(oos).fit(
-            data, context=context, context_weight=self.description_weight
-        )
+        self._base = self._new_base(oos).fit(data, context=context, context_weight=self.description_weight)
         return self
 
     def predict(self, text: str) -> Prediction:
@@ -362,14 +317,10 @@ class Matcher:
         top, rows = self._base.candidates(query, vector)
         probs = self._calibrator.probabilities(rows)
         order = np.argsort(-probs, kind="stable")[: self.max_candidates]
-        candidates = tuple(
-            LabelScore(self.labels[top[i]], float(probs[i])) for i in order
-        )
+        candidates = tuple(LabelScore(self.labels[top[i]], float(probs[i])) for i in order)
         confidence = candidates[0].confidence
         answer_at, ask_at = self._thresholds
-        if (
-            not _WORD.search(query) or confidence < ask_at
-        ):  # nothing to read (emoji, punctuation) or too unsure
+        if not _WORD.search(query) or confidence < ask_at:  # nothing to read (emoji, punctuation) or too unsure
             return Prediction(Decision.UNKNOWN, confidence, None, candidates)
         if confidence < answer_at:
             return Prediction(Decision.ASK, confidence, None, candidates)
@@ -390,9 +341,7 @@ class Matcher:
             fuzzy_scorers=self._fuzzy_scorers,
         )
 
-    def _held_out(
-        self, data: _Data, *, oos: int | None, context: _Data
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _held_out(self, data: _Data, *, oos: int | None, context: _Data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Calibrator rows for held-out examples' candidates, each from models that never saw the example.
 
         Up to `_SMALL` examples, k folds hold every example out once; above, one stratified fold
@@ -413,9 +362,7 @@ class Matcher:
                 context_weight=self.description_weight,
             )
             for i in held:
-                top, feats = base.candidates(
-                    data.texts[i], data.vectors[i] if data.vectors is not None else None
-                )
+                top, feats = base.candidates(data.texts[i], data.vectors[i] if data.vectors is not None else None)
                 rows.append(feats)
                 right.append(top == data.y[i])
                 query_ids.append(np.full(len(top), i))
@@ -433,21 +380,13 @@ class Matcher:
         """Per held-out query: its best candidate by calibrated probability; then the two thresholds."""
         probs = self._calibrator.probabilities(rows) if len(rows) else np.zeros(0)
         starts = np.flatnonzero(np.diff(query_ids, prepend=-1))
-        groups = (
-            np.split(np.arange(len(query_ids)), starts[1:]) if len(query_ids) else []
-        )
+        groups = np.split(np.arange(len(query_ids)), starts[1:]) if len(query_ids) else []
         ranked = [mine[np.argsort(-probs[mine], kind="stable")] for mine in groups]
         top_conf = np.array([probs[r[0]] for r in ranked])
         top_right = np.array([right[r[0]] for r in ranked], dtype=bool)
-        listed = np.array(
-            [right[r[: self.max_candidates]].any() for r in ranked], dtype=bool
-        )
+        listed = np.array([right[r[: self.max_candidates]].any() for r in ranked], dtype=bool)
         queries = np.array([query_ids[r[0]] for r in ranked], dtype=np.int64)
-        held_oos = (
-            is_oos[queries]
-            if is_oos is not None
-            else np.zeros(len(queries), dtype=bool)
-        )
+        held_oos = is_oos[queries] if is_oos is not None else np.zeros(len(queries), dtype=bool)
         self._thresholds = choose_thresholds(
             top_conf,
             top_right,
@@ -456,6 +395,4 @@ class Matcher:
             wrong_answer_cost=self.wrong_answer_cost,
             fixed=self._fixed,
         )
-        self.heldout = heldout_report(
-            top_conf, top_right, is_oos=held_oos, answer_at=self._thresholds[0]
-        )
+        self.heldout = heldout_report(top_conf, top_right, is_oos=held_oos, answer_at=self._thresholds[0])

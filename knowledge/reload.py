@@ -45,9 +45,7 @@ class ReloadingKnowledgeService:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
-    def load(
-        cls, root: str | Path | None = None, *, embeddings: str | None = None
-    ) -> ReloadingKnowledgeService:
+    def load(cls, root: str | Path | None = None, *, embeddings: str | None = None) -> ReloadingKnowledgeService:
         """Load and fit the folder once (errors raise, as at start-up), ready to reload later."""
         embedder = embedder_for(embeddings)
         service = KnowledgeService.load(root, matcher=Matcher(embedder=embedder))
@@ -83,15 +81,10 @@ class ReloadingKnowledgeService:
             self._fingerprint = _fingerprint(self.root)
             try:
                 knowledge_base = load_knowledge_base(self.root)
-                if (
-                    knowledge_base.content_hash
-                    == self._service.knowledge_base.content_hash
-                ):
+                if knowledge_base.content_hash == self._service.knowledge_base.content_hash:
                     self.last_error = None
                     return False
-                fresh = KnowledgeService.from_knowledge_base(
-                    knowledge_base, matcher=Matcher(embedder=self.embedder)
-                )
+                fresh = KnowledgeService.from_knowledge_base(knowledge_base, matcher=Matcher(embedder=self.embedder))
             except (KnowledgeBaseError, ConfigurationError, ValueError) as exc:
                 self.last_error = str(exc)
                 log.error(
@@ -106,11 +99,7 @@ class ReloadingKnowledgeService:
 
     def request_reload(self) -> None:
         """Ask the running `watch` to reload at once; safe from a signal handler or another thread."""
-        if (
-            self._wake is not None
-            and self._loop is not None
-            and not self._loop.is_closed()
-        ):
+        if self._wake is not None and self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._wake.set)
 
     async def watch(self, interval: float = 5.0, *, sighup: bool = True) -> None:

@@ -12,9 +12,7 @@ from knowledge.features import TextFeatures
 ABSENT = -10.0  # the score of a label that a training subset never saw
 PROTOTYPE_FEATURES = 64  # n-grams each prototype keeps when there are many labels
 MANY_LABELS = 300  # above this many labels the SVM gives way to the prototypes alone
-FEW_SHOTS = (
-    12.0  # examples per label at which the prototype score weighs as much as the SVM's
-)
+FEW_SHOTS = 12.0  # examples per label at which the prototype score weighs as much as the SVM's
 
 
 class LexicalScorer:
@@ -37,9 +35,7 @@ class LexicalScorer:
         self.absent = np.zeros(n_classes)
         self.blend = [1.0]  # per score that `scores` returns, its weight in the ranking
 
-    def fit(
-        self, texts: list[str], y: np.ndarray, *, weights: np.ndarray
-    ) -> LexicalScorer:
+    def fit(self, texts: list[str], y: np.ndarray, *, weights: np.ndarray) -> LexicalScorer:
         x = self.features.fit_transform(texts)
         present = np.unique(y)
         self.absent = np.full(self.n_classes, ABSENT)
@@ -58,13 +54,9 @@ class LexicalScorer:
         self.blend = [1.0, min(1.0, FEW_SHOTS / max(per_label, 1.0))]
         coef = np.zeros((self.n_classes, x.shape[1]), dtype=np.float32)
         if len(present) >= 2:
-            svm = LinearSVC(
-                C=self.c, max_iter=10_000, random_state=self.random_state
-            ).fit(x, y, sample_weight=weights)
+            svm = LinearSVC(C=self.c, max_iter=10_000, random_state=self.random_state).fit(x, y, sample_weight=weights)
             rows, icpt = svm.coef_, svm.intercept_
-            if (
-                len(present) == 2
-            ):  # sklearn keeps one row for two classes: the second one's score
+            if len(present) == 2:  # sklearn keeps one row for two classes: the second one's score
                 rows, icpt = np.vstack([-rows, rows]), np.concatenate([-icpt, icpt])
             coef[present], self.bias[present] = rows, icpt
         else:
@@ -80,9 +72,7 @@ class LexicalScorer:
             result.append((val @ self.weights[idx] + self.bias).astype(np.float64))
         if self.prototypes is not None:
             picked = self.prototypes[idx]
-            result.append(
-                np.asarray(picked.T @ val, dtype=np.float64).ravel() + self.absent
-            )
+            result.append(np.asarray(picked.T @ val, dtype=np.float64).ravel() + self.absent)
         return result
 
 
@@ -99,9 +89,7 @@ def _prototypes(
     With `keep`, each prototype keeps only its `keep` heaviest features: the n-grams common to
     every label weigh little and are dropped, so a query touches a few labels per n-gram, not all.
     """
-    onehot = sparse.csr_matrix(
-        (weights, (y, np.arange(len(y)))), shape=(n_classes, len(y))
-    )
+    onehot = sparse.csr_matrix((weights, (y, np.arange(len(y)))), shape=(n_classes, len(y)))
     sums = (onehot @ x).tocsr()
     if keep is not None:
         sums = _heaviest(sums, keep)
@@ -118,11 +106,7 @@ def _heaviest(matrix: sparse.csr_matrix, keep: int) -> sparse.csr_matrix:
     for row in range(matrix.shape[0]):
         start, end = indptr[row], indptr[row + 1]
         values = data[start:end]
-        chosen = (
-            np.sort(np.argpartition(-values, keep - 1)[:keep])
-            if end - start > keep
-            else np.arange(end - start)
-        )
+        chosen = np.sort(np.argpartition(-values, keep - 1)[:keep]) if end - start > keep else np.arange(end - start)
         kept_data.append(values[chosen])
         kept_indices.append(indices[start:end][chosen])
         kept_ptr.append(kept_ptr[-1] + len(chosen))
@@ -139,9 +123,7 @@ class SemanticScorer:
         self.n_classes, self.c = n_classes, c
         self.weights = np.zeros((0, n_classes), dtype=np.float32)
         self.bias = np.full(n_classes, ABSENT, dtype=np.float32)
-        self.examples = np.zeros(
-            (0, 0), dtype=np.float32
-        )  # example vectors sorted by class
+        self.examples = np.zeros((0, 0), dtype=np.float32)  # example vectors sorted by class
         self.bounds = np.zeros(n_classes + 1, dtype=np.int64)
 
     def fit(
@@ -155,9 +137,7 @@ class SemanticScorer:
         """Learn from `vectors` labelled `y`; the first `n_examples` rows are examples, the rest descriptions."""
         present = np.unique(y)
         self.weights = np.zeros((vectors.shape[1], self.n_classes), dtype=np.float32)
-        if (
-            self.n_classes > MANY_LABELS
-        ):  # as for the lexical scorer: prototypes instead of a classifier
+        if self.n_classes > MANY_LABELS:  # as for the lexical scorer: prototypes instead of a classifier
             self.weights = np.asarray(
                 _prototypes(
                     sparse.csr_matrix(vectors),
@@ -169,9 +149,7 @@ class SemanticScorer:
             )
             self.bias[present] = 0.0
         elif len(present) >= 2:
-            model = LogisticRegression(C=self.c, max_iter=300, tol=1e-3).fit(
-                vectors, y, sample_weight=weights
-            )
+            model = LogisticRegression(C=self.c, max_iter=300, tol=1e-3).fit(vectors, y, sample_weight=weights)
             rows, icpt = model.coef_, model.intercept_
             if len(present) == 2:
                 rows, icpt = (
@@ -182,12 +160,8 @@ class SemanticScorer:
         else:
             self.bias[present] = 0.0
         order = np.argsort(y[:n_examples], kind="stable")
-        self.examples = np.ascontiguousarray(
-            vectors[:n_examples][order], dtype=np.float32
-        )
-        self.bounds = np.searchsorted(
-            y[:n_examples][order], np.arange(self.n_classes + 1)
-        )
+        self.examples = np.ascontiguousarray(vectors[:n_examples][order], dtype=np.float32)
+        self.bounds = np.searchsorted(y[:n_examples][order], np.arange(self.n_classes + 1))
         return self
 
     def scores(self, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

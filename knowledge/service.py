@@ -38,9 +38,7 @@ class KnowledgeService:
         return cls.from_knowledge_base(load_knowledge_base(root), matcher=matcher)
 
     @classmethod
-    def from_knowledge_base(
-        cls, knowledge_base: KnowledgeBase, *, matcher: Matcher | None = None
-    ) -> KnowledgeService:
+    def from_knowledge_base(cls, knowledge_base: KnowledgeBase, *, matcher: Matcher | None = None) -> KnowledgeService:
         """Fit `matcher` on each entry's examples and title, its tags and answer, and the out-of-scope phrases."""
         if not knowledge_base.entries:
             return cls(knowledge_base, None)
@@ -51,13 +49,8 @@ class KnowledgeService:
             labels += [entry.id] * (len(entry.examples) + 1)
         texts += knowledge_base.out_of_scope
         labels += [OUT_OF_SCOPE] * len(knowledge_base.out_of_scope)
-        descriptions = {
-            entry.id: [" ".join(entry.tags), entry.answer]
-            for entry in knowledge_base.entries
-        }
-        fitted = (matcher or Matcher()).fit(
-            texts, labels, oos_label=OUT_OF_SCOPE, descriptions=descriptions
-        )
+        descriptions = {entry.id: [" ".join(entry.tags), entry.answer] for entry in knowledge_base.entries}
+        fitted = (matcher or Matcher()).fit(texts, labels, oos_label=OUT_OF_SCOPE, descriptions=descriptions)
         return cls(knowledge_base, fitted)
 
     def lookup(self, text: str) -> FaqResult:
@@ -73,9 +66,7 @@ class KnowledgeService:
         if entry is None:
             return FaqResult(Decision.UNKNOWN, 0.0)
         candidate = Candidate(entry.id, entry.title, 1.0)
-        return FaqResult(
-            Decision.ANSWER, 1.0, entry.id, entry.title, entry.answer, (candidate,)
-        )
+        return FaqResult(Decision.ANSWER, 1.0, entry.id, entry.title, entry.answer, (candidate,))
 
     def topics(self, audience: str | None = None) -> list[Candidate]:
         """The entries for `audience` (organiser, backer, participant), or all, in file-name order."""
@@ -91,8 +82,7 @@ class KnowledgeService:
 
     def _result(self, prediction: Prediction) -> FaqResult:
         candidates = tuple(
-            Candidate(c.label, self._entries[c.label].title, c.confidence)
-            for c in prediction.candidates
+            Candidate(c.label, self._entries[c.label].title, c.confidence) for c in prediction.candidates
         )
         if prediction.decision is Decision.ANSWER and prediction.label is not None:
             entry = self._entries[prediction.label]
@@ -104,6 +94,4 @@ class KnowledgeService:
                 entry.answer,
                 candidates,
             )
-        return FaqResult(
-            prediction.decision, prediction.confidence, candidates=candidates
-        )
+        return FaqResult(prediction.decision, prediction.confidence, candidates=candidates)

@@ -34,9 +34,7 @@ def test_percentiles_are_nearest_rank_and_a_failure_is_slower_than_any_answer() 
     assert load.percentile([], 99) is None
     failed = [0.01] * 98 + [math.inf, math.inf]
     assert load.ms(load.percentile(failed, 50)) == 10.0
-    assert (
-        load.ms(load.percentile(failed, 99)) is None
-    )  # shown as "failed", never as a fast figure
+    assert load.ms(load.percentile(failed, 99)) is None  # shown as "failed", never as a fast figure
 
 
 def test_verdicts_say_which_target_is_missed() -> None:
@@ -44,22 +42,16 @@ def test_verdicts_say_which_target_is_missed() -> None:
     run = load.DatabaseRun("postgres", "postgresql+psycopg://postgres@127.0.0.1:1/x")
     run.phases["bare"] = load.PhaseResult("bare", 1.0, throughput=1000.0)
     run.phases["capacity"] = load.PhaseResult("capacity", 1.0, throughput=600.0)
-    run.phases["rate"] = load.PhaseResult(
-        "rate", 1.0, sent=10, webhook_p99_ms=None, e2e_p99_ms=120.0
-    )
+    run.phases["rate"] = load.PhaseResult("rate", 1.0, sent=10, webhook_p99_ms=None, e2e_p99_ms=120.0)
     lines = load.verdicts([run], args)
     assert "postgres: >= 500 messages/s per web process: met (600)" in lines
-    assert (
-        "postgres: webhook p99 <= 50 ms at 200/s: NOT met (a failed webhook)" in lines
-    )
+    assert "postgres: webhook p99 <= 50 ms at 200/s: NOT met (a failed webhook)" in lines
     assert "postgres: end-to-end p99 <= 500 ms at 200/s: met (120)" in lines
     assert "postgres: >= 0.25 of the bare endpoint's throughput: met (0.60)" in lines
     assert "| bot / bare " in load.markdown([run], args)
 
 
-def test_the_benchmark_runs_end_to_end_with_tiny_numbers(
-    tmp_path: Path, own_database_url: str
-) -> None:
+def test_the_benchmark_runs_end_to_end_with_tiny_numbers(tmp_path: Path, own_database_url: str) -> None:
     out = tmp_path / "bench.json"
     tiny = [
         "--warmup-rate",
@@ -118,9 +110,7 @@ def test_the_benchmark_runs_end_to_end_with_tiny_numbers(
     assert run["replies_total"] >= 5 + 5 + phases["capacity"]["answered"]
 
 
-@pytest.mark.parametrize(
-    "argv", [["--mix", "fax"], ["--rate", "0"], ["--clients", "0"]]
-)
+@pytest.mark.parametrize("argv", [["--mix", "fax"], ["--rate", "0"], ["--clients", "0"]])
 def test_bad_options_are_refused(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as stopped:
         load.parse_args(argv)

@@ -60,9 +60,7 @@ def files(tmp_path: Path) -> tuple[Path, Path]:
         ("who won the match", "oos"),
     ]
     train.write_text("text,category\n" + "".join(f"{t},{label}\n" for t, label in rows))
-    held = [(texts[5], label) for label, texts in TOPICS.items()] + [
-        ("sing me a song", "oos")
-    ]
+    held = [(texts[5], label) for label, texts in TOPICS.items()] + [("sing me a song", "oos")]
     test.write_text("text,category\n" + "".join(f"{t},{label}\n" for t, label in held))
     return train, test
 
@@ -75,18 +73,14 @@ def light_mode(monkeypatch: pytest.MonkeyPatch) -> None:
 def run(*args: str) -> dict[str, object]:
     result = CliRunner().invoke(app, ["knowledge", "bench", *args])
     assert result.exit_code == 0, result.output
-    return json.loads(
-        result.stdout
-    )  # exactly one JSON object: anything else on stdout fails here
+    return json.loads(result.stdout)  # exactly one JSON object: anything else on stdout fails here
 
 
 def test_bench_prints_one_json_object_with_the_interface_keys(
     files: tuple[Path, Path],
 ) -> None:
     train, test = files
-    result = run(
-        "--train", str(train), "--test", str(test), "--oos-label", "oos", "--json"
-    )
+    result = run("--train", str(train), "--test", str(test), "--oos-label", "oos", "--json")
     assert set(result) == KEYS
     assert (result["n_train"], result["n_test"]) == (18, 4)
     assert result["oos_recall"] in (0.0, 1.0)
@@ -107,24 +101,18 @@ def test_bench_keeps_the_first_shots_and_has_no_oos_recall_without_an_oos_label(
 
 def test_bench_without_json_prints_a_summary(files: tuple[Path, Path]) -> None:
     train, test = files
-    result = CliRunner().invoke(
-        app, ["knowledge", "bench", "--train", str(train), "--test", str(test)]
-    )
+    result = CliRunner().invoke(app, ["knowledge", "bench", "--train", str(train), "--test", str(test)])
     assert result.exit_code == 0, result.output
     assert "accuracy:" in result.stdout and "latency p50 / p95:" in result.stdout
 
 
-def test_bench_refuses_missing_or_broken_files(
-    tmp_path: Path, files: tuple[Path, Path]
-) -> None:
+def test_bench_refuses_missing_or_broken_files(tmp_path: Path, files: tuple[Path, Path]) -> None:
     train, _ = files
     missing = CliRunner().invoke(app, ["knowledge", "bench", "--train", str(train)])
     assert missing.exit_code == 2 and "--test" in missing.output
     broken = tmp_path / "broken.csv"
     broken.write_text("question,a,b\nhi,1,2\n")
-    refused = CliRunner().invoke(
-        app, ["knowledge", "bench", "--train", str(broken), "--test", str(broken)]
-    )
+    refused = CliRunner().invoke(app, ["knowledge", "bench", "--train", str(broken), "--test", str(broken)])
     assert refused.exit_code == 2 and "no 'text' column" in refused.output
 
 
@@ -146,13 +134,9 @@ def test_bench_shows_progress_on_a_terminal_and_keeps_stdout_clean(
 ) -> None:
     train, test = files
     args = ["knowledge", "bench", "--train", str(train), "--test", str(test), "--json"]
-    on_terminal = CliRunner().invoke(
-        app, args, env={"TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1"}
-    )
+    on_terminal = CliRunner().invoke(app, args, env={"TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1"})
     assert on_terminal.exit_code == 0, on_terminal.output
     assert "scoring" in on_terminal.stderr and "fitting" in on_terminal.stderr
     assert set(json.loads(on_terminal.stdout)) == KEYS
-    piped = CliRunner().invoke(
-        app, args, env={"TTY_COMPATIBLE": "0", "TTY_INTERACTIVE": "0"}
-    )
+    piped = CliRunner().invoke(app, args, env={"TTY_COMPATIBLE": "0", "TTY_INTERACTIVE": "0"})
     assert piped.exit_code == 0 and piped.stderr == ""

@@ -13,12 +13,8 @@ from tests.knowledge.test_matcher import training
 def test_best_cut_keeps_the_rows_that_gain() -> None:
     conf = np.array([0.9, 0.8, 0.6, 0.3, 0.1])
     gain = np.array([1.0, 1.0, -0.5, 1.0, -3.0])
-    assert best_cut(conf, gain) == pytest.approx(
-        (0.3 + 0.1) / 2
-    )  # 0.9..0.3 sum to 2.5, the best prefix
-    assert (
-        best_cut(conf, -np.ones(5), ceiling=0.7) == 0.7
-    )  # nothing gains: answer nothing
+    assert best_cut(conf, gain) == pytest.approx((0.3 + 0.1) / 2)  # 0.9..0.3 sum to 2.5, the best prefix
+    assert best_cut(conf, -np.ones(5), ceiling=0.7) == 0.7  # nothing gains: answer nothing
     assert best_cut(np.zeros(0), np.zeros(0), ceiling=0.4) == 0.4
 
 
@@ -28,12 +24,8 @@ def test_thresholds_split_right_from_out_of_scope_on_held_out_queries() -> None:
     top_right = np.array([True, True, True, True, True, False, False, False])
     listed = np.array([True, True, True, True, True, False, False, False])
     is_oos = np.array([False, False, False, False, False, True, True, True])
-    answer_at, ask_at = choose_thresholds(
-        top_conf, top_right, listed, is_oos=is_oos, wrong_answer_cost=0.25
-    )
-    assert (
-        0.5 < answer_at < 0.85
-    )  # above every out-of-scope query, below the confident ones
+    answer_at, ask_at = choose_thresholds(top_conf, top_right, listed, is_oos=is_oos, wrong_answer_cost=0.25)
+    assert 0.5 < answer_at < 0.85  # above every out-of-scope query, below the confident ones
     assert ask_at <= answer_at
     fixed = choose_thresholds(
         top_conf,
@@ -69,18 +61,14 @@ def test_fit_holds_out_every_example_once_on_small_data(
     seen: dict[str, np.ndarray] = {}
     real = choose_thresholds
 
-    def spy(
-        top_conf: np.ndarray, *args: object, **kwargs: object
-    ) -> tuple[float, float]:
+    def spy(top_conf: np.ndarray, *args: object, **kwargs: object) -> tuple[float, float]:
         seen["conf"] = top_conf
         return real(top_conf, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr("knowledge.matcher.choose_thresholds", spy)
     texts, labels = training()
     matcher = Matcher().fit(texts, labels, oos_label="__oos__")
-    assert len(seen["conf"]) == len(
-        texts
-    )  # one held-out verdict per training example, none from elsewhere
+    assert len(seen["conf"]) == len(texts)  # one held-out verdict per training example, none from elsewhere
     assert matcher.thresholds[0] > 0.0
 
 
@@ -89,9 +77,7 @@ def test_fit_holds_aside_a_fifth_of_large_data(monkeypatch: pytest.MonkeyPatch) 
     seen: dict[str, int] = {}
     real = choose_thresholds
 
-    def spy(
-        top_conf: np.ndarray, *args: object, **kwargs: object
-    ) -> tuple[float, float]:
+    def spy(top_conf: np.ndarray, *args: object, **kwargs: object) -> tuple[float, float]:
         seen["n"] = len(top_conf)
         return real(top_conf, *args, **kwargs)  # type: ignore[arg-type]
 

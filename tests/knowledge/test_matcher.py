@@ -139,9 +139,7 @@ def test_typos_still_match(matcher: Matcher, text: str, label: str) -> None:
 )
 def test_out_of_scope_phrases_are_not_answered(matcher: Matcher, text: str) -> None:
     prediction = matcher.predict(text)
-    assert prediction.decision is not Decision.ANSWER and prediction.label is None, (
-        prediction
-    )
+    assert prediction.decision is not Decision.ANSWER and prediction.label is None, prediction
 
 
 def test_candidates_are_best_first_in_scope_and_bounded(matcher: Matcher) -> None:
@@ -167,16 +165,10 @@ def test_thresholds_are_chosen_on_held_out_examples(matcher: Matcher) -> None:
 
 def test_ask_sits_between_the_two_thresholds() -> None:
     texts, labels = training()
-    matcher = Matcher(answer_threshold=1.0, ask_threshold=0.0).fit(
-        texts, labels, oos_label="__oos__"
-    )
+    matcher = Matcher(answer_threshold=1.0, ask_threshold=0.0).fit(texts, labels, oos_label="__oos__")
     assert matcher.thresholds == (1.0, 0.0)
     prediction = matcher.predict("refund pls")
-    assert (
-        prediction.decision is Decision.ASK
-        and prediction.label is None
-        and len(prediction.candidates) == 3
-    )
+    assert prediction.decision is Decision.ASK and prediction.label is None and len(prediction.candidates) == 3
 
 
 def test_fitting_is_deterministic() -> None:
@@ -201,11 +193,7 @@ def test_descriptions_teach_words_the_examples_lack() -> None:
 
     def fees_confidence(matcher: Matcher) -> float:
         return next(
-            (
-                c.confidence
-                for c in matcher.predict(query).candidates
-                if c.label == "fees"
-            ),
+            (c.confidence for c in matcher.predict(query).candidates if c.label == "fees"),
             0.0,
         )
 
@@ -286,9 +274,7 @@ def test_long_input_is_matched_on_its_beginning(matcher: Matcher) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=2_000))
-def test_any_text_never_raises_and_confidence_is_a_probability(
-    matcher: Matcher, text: str
-) -> None:
+def test_any_text_never_raises_and_confidence_is_a_probability(matcher: Matcher, text: str) -> None:
     prediction = matcher.predict(text)
     assert prediction.decision in set(Decision)
     assert 0.0 <= prediction.confidence <= 1.0 and not math.isnan(prediction.confidence)
@@ -297,10 +283,6 @@ def test_any_text_never_raises_and_confidence_is_a_probability(
 
 
 @settings(max_examples=100, deadline=None)
-@given(
-    st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=50).map(
-        lambda s: s * 400
-    )
-)
+@given(st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=50).map(lambda s: s * 400))
 def test_long_repetitive_text_never_raises(matcher: Matcher, text: str) -> None:
     assert 0.0 <= matcher.predict(text).confidence <= 1.0

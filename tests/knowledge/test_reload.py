@@ -41,9 +41,7 @@ def test_an_edit_is_picked_up_by_a_reload(folder: Path) -> None:
     service = ReloadingKnowledgeService.load(folder)
     before = service.current
     assert service.lookup("when will my parcel be shipped").topic != "shipping-times"
-    assert (
-        not service.changed() and service.reload() is False
-    )  # nothing changed: the same model
+    assert not service.changed() and service.reload() is False  # nothing changed: the same model
     (folder / "faq" / "shipping-times.md").write_text(NEW_ENTRY)
     assert service.changed()
     assert service.reload() is True
@@ -54,27 +52,17 @@ def test_an_edit_is_picked_up_by_a_reload(folder: Path) -> None:
     assert service.answer_for("shipping-times").answer == "Parcels ship within a week."
 
 
-def test_a_broken_file_keeps_the_last_good_model_and_logs_why(
-    folder: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_broken_file_keeps_the_last_good_model_and_logs_why(folder: Path, caplog: pytest.LogCaptureFixture) -> None:
     service = ReloadingKnowledgeService.load(folder)
     good = service.current
-    (folder / "faq" / "shipping-times.md").write_text(
-        NEW_ENTRY.replace("id: shipping-times", "id: Bad Id")
-    )
+    (folder / "faq" / "shipping-times.md").write_text(NEW_ENTRY.replace("id: shipping-times", "id: Bad Id"))
     with caplog.at_level(logging.ERROR, logger="saypro.knowledge"):
         assert service.reload() is False
     assert service.current is good
     assert service.last_error is not None and "shipping-times.md" in service.last_error
-    assert any(
-        "last good one keeps answering" in r.getMessage() for r in caplog.records
-    )
-    assert (
-        service.lookup("refund pls").topic == "refund-request"
-    )  # still answering from the old model
-    assert (
-        not service.changed()
-    )  # the broken state is not retried until the files change again
+    assert any("last good one keeps answering" in r.getMessage() for r in caplog.records)
+    assert service.lookup("refund pls").topic == "refund-request"  # still answering from the old model
+    assert not service.changed()  # the broken state is not retried until the files change again
     (folder / "faq" / "shipping-times.md").write_text(NEW_ENTRY)
     assert service.reload() is True and service.last_error is None
 
@@ -86,9 +74,7 @@ def test_a_broken_folder_at_start_up_raises(folder: Path) -> None:
 
 
 async def wait_for_swap(service: ReloadingKnowledgeService, old: object) -> None:
-    for _ in range(
-        400
-    ):  # answers keep coming while the new model is fitted in a thread
+    for _ in range(400):  # answers keep coming while the new model is fitted in a thread
         assert service.lookup("refund pls").decision is Decision.ANSWER
         if service.current is not old:
             return
@@ -108,9 +94,7 @@ async def test_watch_reloads_a_changed_folder_while_answering(folder: Path) -> N
     try:
         (folder / "faq" / "shipping-times.md").write_text(NEW_ENTRY)
         await wait_for_swap(service, first)
-        assert (
-            service.answer_for("shipping-times").answer == "Parcels ship within a week."
-        )
+        assert service.answer_for("shipping-times").answer == "Parcels ship within a week."
     finally:
         await stop(watcher)
 
@@ -119,17 +103,13 @@ async def test_sighup_reloads_at_once(folder: Path) -> None:
     service = ReloadingKnowledgeService.load(folder)
     first = service.current
     previous = signal.getsignal(signal.SIGHUP)
-    watcher = asyncio.create_task(
-        service.watch(interval=3600.0)
-    )  # the poll never comes in this test
+    watcher = asyncio.create_task(service.watch(interval=3600.0))  # the poll never comes in this test
     try:
         await asyncio.sleep(0)  # let the watcher start and listen for SIGHUP
         (folder / "faq" / "shipping-times.md").write_text(NEW_ENTRY)
         os.kill(os.getpid(), signal.SIGHUP)
         await wait_for_swap(service, first)
-        assert (
-            service.answer_for("shipping-times").answer == "Parcels ship within a week."
-        )
+        assert service.answer_for("shipping-times").answer == "Parcels ship within a week."
     finally:
         await stop(watcher)
         signal.signal(signal.SIGHUP, previous)

@@ -33,14 +33,8 @@ def test_an_answer_carries_the_entry_title_and_text_with_facts(
     result = service.lookup("how do i get my money back")
     assert result.decision is Decision.ANSWER
     assert result.topic == "refund-request" and result.title == "How do I get a refund?"
-    assert (
-        result.answer is not None
-        and "the time shown in your refund confirmation email" in result.answer
-    )
-    assert (
-        result.candidates[0].topic == "refund-request"
-        and result.candidates[0].title == result.title
-    )
+    assert result.answer is not None and "the time shown in your refund confirmation email" in result.answer
+    assert result.candidates[0].topic == "refund-request" and result.candidates[0].title == result.title
     assert result.confidence == result.candidates[0].confidence
 
 
@@ -76,17 +70,11 @@ def test_an_empty_knowledge_base_knows_nothing(tmp_path: Path) -> None:
     (tmp_path / "faq").mkdir()
     service = KnowledgeService.load(tmp_path)
     result = service.lookup("anything at all")
-    assert (
-        result.decision is Decision.UNKNOWN
-        and result.candidates == ()
-        and result.confidence == 0.0
-    )
+    assert result.decision is Decision.UNKNOWN and result.candidates == () and result.confidence == 0.0
 
 
 def test_a_given_matcher_is_used(tmp_path: Path) -> None:
-    service = KnowledgeService.load(
-        FIXTURE, matcher=Matcher(answer_threshold=1.0, ask_threshold=0.0)
-    )
+    service = KnowledgeService.load(FIXTURE, matcher=Matcher(answer_threshold=1.0, ask_threshold=0.0))
     assert service.lookup("refund pls").decision is Decision.ASK
 
 
@@ -98,17 +86,12 @@ def test_lookup_never_raises(service: KnowledgeService, text: str) -> None:
     assert (result.answer is not None) == (result.decision is Decision.ANSWER)
 
 
-@pytest.mark.skipif(
-    not HAS_BUNDLED_CONTENT, reason="the bundled content is not written yet"
-)
+@pytest.mark.skipif(not HAS_BUNDLED_CONTENT, reason="the bundled content is not written yet")
 def test_the_bundled_knowledge_base_answers_its_own_titles(
     bundled_knowledge: KnowledgeService,
 ) -> None:
     service = bundled_knowledge
-    answered = [
-        service.lookup(entry.title).topic == entry.id
-        for entry in service.knowledge_base.entries
-    ]
+    answered = [service.lookup(entry.title).topic == entry.id for entry in service.knowledge_base.entries]
     assert sum(answered) >= 0.9 * len(answered)
     assert service.lookup("tell me a joke").decision is not Decision.ANSWER
 
@@ -119,9 +102,6 @@ def test_topics_for_an_audience_are_the_entries_written_for_it(
     service = bundled_knowledge
     organiser = {candidate.topic for candidate in service.topics("organiser")}
     participant = {candidate.topic for candidate in service.topics("participant")}
-    assert (
-        "disbursement-timeline" in organiser
-        and "disbursement-timeline" not in participant
-    )
+    assert "disbursement-timeline" in organiser and "disbursement-timeline" not in participant
     assert "contest-deadlines" in participant
     assert len(service.topics()) == 32
