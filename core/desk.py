@@ -47,14 +47,12 @@ class HumanDesk:
         channels: ChannelRegistry,
         agent_reply_template: str | None = None,
         clock: Callable[[], datetime] = utcnow,
-        reopen_within: timedelta = REOPEN_WITHIN,
     ) -> None:
         self.live = live
         self.levels = levels
         self.channels = channels
         self.agent_reply_template = agent_reply_template
         self.clock = clock
-        self.reopen_within = reopen_within
 
     def accepts_handoffs(self) -> bool:
         return self.live
@@ -105,7 +103,7 @@ class HumanDesk:
     def after_resolution(self, session: Session, conversation: Conversation, inbound: Message) -> Turn | None:
         """A message soon after a resolution: the rating, a comment, or the ticket reopened; None: the bot's."""
         now = self.now()
-        ticket = self.resolved_ticket(session, conversation, now)
+        ticket = resolved_ticket(session, conversation, now)
         intent = classify(inbound.text) if inbound.text else None
         if ticket is None or intent in (Intent.STOP, Intent.START):
             return None
@@ -118,19 +116,6 @@ class HumanDesk:
         if intent in (Intent.THANKS, Intent.GOODBYE) or not (inbound.text or inbound.attachments):
             return None
         return self._reopen(session, conversation, ticket, inbound, now)
-
-    def resolved_ticket(self, session: Session, conversation: Conversation, now: datetime) -> Ticket | None:
-        """The conversation's ticket resolved within the reopen window, if any."""
-        query = (
-            select(Ticket)
-            .where(
-                Ticket.conversation_id == conversation.id,
-                Ticket.status == TicketStatus.RESOLVED.value,
-                Ticket.resolved_at >= now - self.reopen_within,
-            )
-            .order_by(Ticket.id.desc())
-        )
-        return session.scalars(query).first()
 
     def timer_handlers(self) -> dict[str, Handler]:
         """What each kind of desk timer does when it fires."""
@@ -181,3 +166,17 @@ def _thread_text(name: str, inbound: Message) -> str:
         else:
             lines.append(f"📎 {label} ({url})")
     return "\n".join(lines)
+
+
+def resolved_ticket(session: Session, conversation: Conversation, now: datetime) -> Ticket | None:
+    """The conversation's ticket resolved within the reopen window, if any."""
+    query = (
+        select(Ticket)
+        .where(
+            Ticket.conversation_id == conversation.id,
+            Ticket.status == TicketStatus.RESOLVED.value,
+            Ticket.resolved_at >= now - REOPEN_WITHIN,
+        )
+        .order_by(Ticket.id.desc())
+    )
+    return session.scalars(query).first()

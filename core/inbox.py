@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from core import incidents, metrics, texts
 from core.channels import ChannelRegistry
 from core.conversations import State, move
-from core.desk import HumanDesk
+from core.desk import HumanDesk, resolved_ticket
 from core.dialogue import Context, Dialogue, Reply, StatusFlow, Turn
 from core.handoff import Desk, open_ticket
 from core.messages import Capabilities, InboundMessage, Option, OutboundMessage, Template
@@ -36,8 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # A status question left waiting longer than this (for a reference or a code) is forgotten.
 STATUS_FLOW_TTL = timedelta(minutes=30)
-# A user writing this soon after their ticket was resolved continues that conversation (core.desk).
-REOPEN_WITHIN = timedelta(days=7)
 
 
 # Decides, before a message is answered, whether to answer it (core.ratelimit.Throttle.screen).
@@ -368,7 +366,7 @@ def _identity(session: Session, message: InboundMessage) -> ChannelIdentity:
 def open_conversation(session: Session, identity: ChannelIdentity, *, now: datetime | None = None) -> Conversation:
     """The identity's current conversation, or a new one when it has none or the last is resolved.
 
-    A conversation whose ticket was resolved within REOPEN_WITHIN stays current: the user's next
+    A conversation whose ticket was resolved within core.desk.REOPEN_WITHIN stays current: the user's next
     message is their rating, or reopens the same ticket and thread (core.desk).
     """
     query = (
@@ -378,20 +376,13 @@ def open_conversation(session: Session, identity: ChannelIdentity, *, now: datet
         .limit(1)
     )
     conversation = session.scalars(query).first()
-    if conversation is None or (conversation.state == State.RESOLVED.value and not _recently_resolved(
-        session, conversation, now or utcnow()
-    )):
+    if conversation is None or (
+        conversation.state == State.RESOLVED.value and resolved_ticket(session, conversation, now or utcnow()) is None
+    ):
         conversation = Conversation(contact_id=identity.contact_id, identity_id=identity.id, channel=identity.channel)
         session.add(conversation)
         session.flush()
     return conversation
-
-
-def _recently_resolved(session: Session, conversation: Conversation, now: datetime) -> bool:
-    query = select(Ticket.id).where(
-        Ticket.conversation_id == conversation.id, Ticket.status == "resolved", Ticket.resolved_at >= now - REOPEN_WITHIN
-    )
-    return session.scalars(query).first() is not None
 
 
 def _status_flow(conversation: Conversation) -> StatusFlow | None:
