@@ -1,14 +1,18 @@
-"""The support report's figures on /metrics as Prometheus gauges, computed from the database at each scrape.
+"""The support report's figures on /metrics as Prometheus gauges, computed from the database.
 
 The figures cover the last seven days, like `saypro-bot report`; open tickets are counted as
-they are now. The collector is registered once per process and reads the database of the
-services built last (one per process outside tests).
+they are now, at every scrape. The seven-day report reads every conversation and ticket of the
+week, so each process computes it at most once per `REPORT_MAX_AGE` and serves that copy to the
+scrapes in between (with several workers and a scrape every 15 s it would otherwise run the
+whole report several times a minute). The collector is registered once per process and reads
+the database of the services built last (one per process outside tests).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -24,13 +28,21 @@ from core.storage.models import Ticket
 
 log = logging.getLogger(__name__)
 PERIOD_DAYS = 7
+REPORT_MAX_AGE = 60.0  # seconds a process serves the same seven-day report before computing it again
 
 
 class ReportCollector(Collector):
     """Yields the report's figures as gauges when Prometheus scrapes."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.database: Database | None = None
+        self.clock = clock
+        self._report: tuple[float, dict[str, Any]] | None = None  # (when computed, the report)
+
+    def bind(self, database: Database) -> None:
+        """Read `database` from now on (a report of another database is dropped)."""
+        if database is not self.database:
+            self.database, self._report = database, None
 
     def describe(self) -> list[Metric]:
         return []  # computed at scrape time: nothing to query when the collector is registered
@@ -39,12 +51,18 @@ class ReportCollector(Collector):
         if self.database is None:
             return
         try:
-            report = support_report(self.database, days=PERIOD_DAYS)
+            report = self._recent_report(self.database)
             open_tickets = self._open_tickets(self.database)
         except SQLAlchemyError as exc:
             log.warning("report metrics unavailable: %s", type(exc).__name__)
             return
         yield from _gauges(report, open_tickets)
+
+    def _recent_report(self, database: Database) -> dict[str, Any]:
+        now = self.clock()
+        if self._report is None or now - self._report[0] >= REPORT_MAX_AGE:
+            self._report = (now, support_report(database, days=PERIOD_DAYS))
+        return self._report[1]
 
     @staticmethod
     def _open_tickets(database: Database) -> dict[str, int]:
@@ -103,7 +121,7 @@ _registered: set[int] = set()
 
 def bind(database: Database, registry: CollectorRegistry = REGISTRY) -> None:
     """Serve `database`'s figures on /metrics (registering the collector the first time)."""
-    COLLECTOR.database = database
+    COLLECTOR.bind(database)
     if id(registry) not in _registered:
         registry.register(COLLECTOR)
         _registered.add(id(registry))

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bots.desk.metrics import REPORT_MAX_AGE, ReportCollector
 from bots.settings import load_settings
 from bots.web import create_app
 from bots.wiring import build
@@ -86,3 +87,23 @@ async def test_the_figures_are_prometheus_metrics(database_url: str) -> None:
     assert 'saypro_report_first_response_seconds{quantile="0.9"} 300.0' in text
     assert "saypro_report_csat_mean 3.67" in text and "saypro_report_sla_breaches 1.0" in text
     assert 'saypro_desk_open_tickets{priority="normal"} 1.0' in text
+
+
+def test_a_process_computes_the_weekly_report_once_a_minute_and_open_tickets_at_every_scrape(
+    database: Database,
+) -> None:
+    now = [1_000.0]
+    collector = ReportCollector(clock=lambda: now[0])
+    collector.bind(database)
+
+    def scrape() -> dict[str, list[tuple[dict[str, str], float]]]:
+        return {m.name: [(s.labels, s.value) for s in m.samples] for m in collector.collect()}
+
+    assert scrape()["saypro_report_conversations"] == []  # nothing yet
+    seed(database, until=utcnow() + timedelta(minutes=1))
+    now[0] += REPORT_MAX_AGE - 1
+    cached = scrape()
+    assert cached["saypro_report_conversations"] == []  # the report computed a moment ago
+    assert cached["saypro_desk_open_tickets"] == [({"priority": "normal"}, 1.0)]  # live
+    now[0] += 1
+    assert ({"channel": "telegram"}, 2.0) in scrape()["saypro_report_conversations"]
