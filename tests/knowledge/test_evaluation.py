@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from rapidfuzz import fuzz, process
 
 from core.faq import Candidate, Decision, FaqResult
 from knowledge.evaluation import (
@@ -14,8 +15,8 @@ from knowledge.evaluation import (
     expected_calibration_error,
     read_labelled_csv,
 )
-from knowledge.loader import BUNDLED_KNOWLEDGE_DIR
-from knowledge.matcher import Matcher
+from knowledge.loader import BUNDLED_KNOWLEDGE_DIR, load_knowledge_base
+from knowledge.matcher import Matcher, normalize_text
 from knowledge.service import KnowledgeService
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -207,8 +208,24 @@ def test_the_bundled_knowledge_base_holds_its_ground_on_the_eval_questions(
     if not list((BUNDLED_KNOWLEDGE_DIR / "faq").glob("*.md")):
         pytest.skip("the bundled content is not written yet")
     result = evaluate(bundled_knowledge, read_labelled_csv(EVAL_FILE))
-    # A regression floor under the light matcher's figures on the current content (accuracy 0.867,
-    # out-of-scope recall 0.90), below the target (accuracy 0.90); raise it as the matcher improves.
+    # The targets (accuracy in scope 0.90, out-of-scope recall 0.85); the light matcher's figures on
+    # the current content are 0.920 and 0.902.
     assert result["oos_recall"] >= 0.85  # type: ignore[operator]
-    assert result["accuracy"] >= 0.85  # type: ignore[operator]
+    assert result["accuracy"] >= 0.90  # type: ignore[operator]
     assert result["answered_precision"] >= 0.90  # type: ignore[operator]
+
+
+@pytest.mark.skipif(not EVAL_FILE.exists(), reason="the evaluation questions are not written yet")
+def test_no_eval_question_is_copied_into_the_knowledge_base() -> None:
+    """The eval file measures questions the matcher has not seen: none of them, nor a near copy
+    (rapidfuzz ratio 90 or more after normalising), is an example, title or out-of-scope phrase."""
+    knowledge_base = load_knowledge_base()
+    known = [normalize_text(text) for entry in knowledge_base.entries for text in (*entry.examples, entry.title)]
+    known += [normalize_text(text) for text in knowledge_base.out_of_scope]
+    copies = []
+    for row in read_labelled_csv(EVAL_FILE):
+        question = normalize_text(row.text)
+        match = process.extractOne(question, known, scorer=fuzz.ratio, score_cutoff=90)
+        if match is not None:
+            copies.append((row.text, match[0]))
+    assert copies == []
