@@ -6,6 +6,11 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 FUZZY_COLUMN = 2  # the fuzzy similarity of a candidate: what a calibrator with nothing to learn from falls back on
+# The share of messages about something else that a knowledge base's thresholds plan for
+# (knowledge.service): roughly one in five messages to a support bot is chit-chat or another
+# company's business. The out-of-scope file's size says how many such phrases an editor wrote,
+# not how often people send them.
+OOS_SHARE = 0.2
 
 
 class Calibrator:
@@ -51,6 +56,7 @@ def choose_thresholds(
     is_oos: np.ndarray,
     wrong_answer_cost: float,
     fixed: tuple[float | None, float | None] = (None, None),
+    oos_share: float | None = None,
 ) -> tuple[float, float]:
     """(answer, ask) thresholds maximising the right decisions on held-out queries.
 
@@ -58,18 +64,28 @@ def choose_thresholds(
     whether the right label is among the candidates shown when asking back. Answering gains 1
     when right, costs `wrong_answer_cost` when wrong and 1 + that when the query is out of scope
     (which refusing would have won); asking back gains 1 when the right label is listed and costs
-    0.5 otherwise. Every held-out query counts once, so in-scope and out-of-scope questions weigh
-    as they are mixed in the training data (a knowledge base's out-of-scope file is its own guess
-    of how often people ask something else).
+    0.5 otherwise. The held-out out-of-scope queries together weigh `oos_share` of the total and
+    the in-scope ones the rest, however many of each the training data holds (None: every query
+    counts once, as they are mixed in the training data, as in a benchmark whose training and
+    test files share one mix); so adding phrases to a knowledge base's out-of-scope file teaches
+    what not to answer without making the matcher shyer of the questions it knows.
     """
     fixed_answer, fixed_ask = fixed
-    weight = np.full(len(top_conf), 1.0 / max(len(top_conf), 1))
+    weight = _query_weights(is_oos, oos_share)
     gain = np.where(top_right, 1.0, -wrong_answer_cost) - is_oos.astype(np.float64)
     answer_at = best_cut(top_conf, weight * gain) if fixed_answer is None else fixed_answer
     below = top_conf < answer_at
     ask_gain = np.where(listed & ~is_oos, 1.0, -0.5)
     ask_at = best_cut(top_conf[below], weight[below] * ask_gain[below], ceiling=answer_at)
     return answer_at, min(ask_at if fixed_ask is None else fixed_ask, answer_at)
+
+
+def _query_weights(is_oos: np.ndarray, oos_share: float | None) -> np.ndarray:
+    n_oos = int(is_oos.sum())
+    n_inscope = len(is_oos) - n_oos
+    if oos_share is None or n_oos == 0 or n_inscope == 0:
+        return np.full(len(is_oos), 1.0 / max(len(is_oos), 1))
+    return np.where(is_oos, oos_share / n_oos, (1.0 - oos_share) / n_inscope)
 
 
 def best_cut(conf: np.ndarray, gain: np.ndarray, *, ceiling: float = 1.0) -> float:

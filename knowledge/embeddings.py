@@ -1,7 +1,8 @@
 """Sentence embeddings for the semantic matcher: a sentence-transformers model and an on-disk vector cache.
 
-Needs the `semantic` extra (sentence-transformers, torch); nothing here imports them until a text is
-encoded, so the light matcher never pays for them. Models load from a local path or the local
+The semantic mode needs the `semantic` extra (sentence-transformers, torch); nothing here imports them
+until a text is encoded, so the light matcher, which reads static token vectors shipped in the package
+(`knowledge.static_vectors`), never pays for them. Models load from a local path or the local
 Hugging Face cache only: nothing is downloaded at run time.
 """
 
@@ -18,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from core.errors import ConfigurationError
+from knowledge.static_vectors import VECTORS_FILE, StaticVectors
 
 log = logging.getLogger("saypro.knowledge")
 SETTING = "KNOWLEDGE_EMBEDDINGS"
@@ -164,9 +166,16 @@ def _quiet_transformers() -> None:
     transformers_logging.set_verbosity_error()
 
 
-def embedder_for(setting: str | None, *, cache_dir: str | Path | None = None) -> SentenceEmbedder | None:
-    """The embedder KNOWLEDGE_EMBEDDINGS names (a model name or local path), or None for the light matcher."""
+def embedder_for(setting: str | None, *, cache_dir: str | Path | None = None) -> Embedder | None:
+    """The embedder KNOWLEDGE_EMBEDDINGS names (a model name or local path), else the light matcher's.
+
+    Unset, the light matcher scores with the static token vectors shipped in the package (no torch,
+    nothing to download); a checkout without that file falls back to the lexical scorers alone.
+    """
     if setting is None or not setting.strip():
-        return None
+        if not VECTORS_FILE.is_file():
+            log.warning("%s is missing: the light matcher runs without static vectors", VECTORS_FILE)
+            return None
+        return StaticVectors()
     directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     return SentenceEmbedder(setting.strip(), cache=EmbeddingCache(directory))

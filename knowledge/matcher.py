@@ -89,8 +89,10 @@ class _Base:
         c: float,
         random_state: int,
         fuzzy_scorers: tuple[Callable[..., float], ...],
+        nearest_all: bool = True,
     ) -> None:
         self.n_classes, self.oos, self.top_k = n_classes, oos, top_k
+        self.nearest_all = nearest_all
         self.lexical = LexicalScorer(n_classes=n_classes, c=c, random_state=random_state)
         self.semantic: SemanticScorer | None = None
         self.examples: list[str] = []
@@ -140,7 +142,7 @@ class _Base:
         query = self.respell(query)
         scores, blend = self.lexical.scores(query), list(self.lexical.blend)
         if self.semantic is not None and vector is not None:
-            semantic = self.semantic.scores(vector)
+            semantic = self.semantic.scores(vector, nearest=self.nearest_all)
             scores, blend = (
                 scores + list(semantic),
                 blend + [_SEMANTIC_WEIGHT] * len(semantic),
@@ -163,6 +165,10 @@ class _Base:
             cand = score[top]
             oos_score = score[self.oos] if self.oos is not None else ABSENT
             columns += [cand, cand - _best_other(cand, empty=ABSENT), cand - oos_score]
+        if self.semantic is not None and vector is not None and not self.nearest_all:
+            near = self.semantic.nearest(vector, top)
+            oos_near = self.semantic.nearest(vector, np.array([self.oos]))[0] if self.oos is not None else -1.0
+            columns += [near, near - _best_other(near, empty=-1.0), near - oos_near]
         return top, np.clip(np.column_stack(columns).astype(np.float64), -20.0, 20.0)
 
     def _fuzzy(self, query: str, classes: np.ndarray, *, scorer: Callable[..., float]) -> np.ndarray:
@@ -259,6 +265,8 @@ class Matcher:
         self._base: _Base | None = None
         self._calibrator = Calibrator()
         self._fuzzy_scorers = _FUZZY_MANY
+        self._nearest_all = True
+        self._embedder: Embedder | None = None  # the embedder the last fit used
 
     def fit(
         self,
@@ -267,12 +275,15 @@ class Matcher:
         *,
         oos_label: str | None = None,
         descriptions: Mapping[str, Sequence[str]] | None = None,
+        oos_share: float | None = None,
     ) -> Matcher:
         """Learn from `texts` labelled `labels`; rows labelled `oos_label` teach what not to answer.
 
         `descriptions` may give, per label, texts about it (tags, an answer, its name) that the
         classifiers learn from at `description_weight` but that are never held out nor fuzzy-matched.
-        The thresholds and the calibration come from examples held out of the models that score them.
+        The thresholds and the calibration come from examples held out of the models that score them;
+        `oos_share` is the share of out-of-scope questions the thresholds plan for (None: as many as
+        the training data holds; see knowledge.calibration.choose_thresholds).
         """
         if len(texts) != len(labels):
             raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
@@ -290,7 +301,17 @@ class Matcher:
         pairs = [(normalize_text(t, max_chars=20_000), label) for label, ts in (descriptions or {}).items() for t in ts]
         pairs = [(t, index[label]) for t, label in pairs if t and label in index]
         context_texts = [t for t, _ in pairs]
-        vectors = self.embedder.encode(clean + context_texts) if self.embedder is not None else None
+        # an embedder may ask for a minimum of examples (the light mode's static vectors: below it,
+        # too few held-out queries to learn what their scores are worth, and the lexical scorers do better)
+        wanted = self.embedder is not None and len(clean) >= getattr(self.embedder, "min_examples", 0)
+        self._embedder = self.embedder if wanted else None
+        # An embedder may limit how many examples the nearest-example score ranks every label over
+        # (the static vectors: above it, reading every example's vector costs more than the query
+        # itself); beyond it that score is read for the candidates alone. Decided once per fit, so
+        # every held-out model gives the calibrator the same columns.
+        limit = getattr(self._embedder, "nearest_limit", None)
+        self._nearest_all = limit is None or len(y) <= limit
+        vectors = self._embedder.encode(clean + context_texts) if self._embedder is not None else None
         data = _Data(clean, y, vectors[: len(clean)] if vectors is not None else None)
         context = _Data(
             context_texts,
@@ -304,6 +325,7 @@ class Matcher:
             right,
             query_ids=query_ids,
             is_oos=y == oos if oos is not None else None,
+            oos_share=oos_share,
         )
         self._base = self._new_base(oos).fit(data, context=context, context_weight=self.description_weight)
         return self
@@ -313,7 +335,12 @@ class Matcher:
         if self._base is None:
             raise RuntimeError("the matcher is not fitted")
         query = normalize_text(text if isinstance(text, str) else "")
-        vector = self.embedder.encode_one(query) if self.embedder is not None else None
+        vector = None
+        if self._embedder is not None:
+            # an embedder that reads words one by one (the static vectors) gets the query with its
+            # typos corrected, as the lexical scorers read it; a sentence model reads it as typed
+            respell = getattr(self._embedder, "reads_respelled", False)
+            vector = self._embedder.encode_one(self._base.respell(query) if respell else query)
         top, rows = self._base.candidates(query, vector)
         probs = self._calibrator.probabilities(rows)
         order = np.argsort(-probs, kind="stable")[: self.max_candidates]
@@ -339,6 +366,7 @@ class Matcher:
             c=self.c,
             random_state=self.random_state,
             fuzzy_scorers=self._fuzzy_scorers,
+            nearest_all=self._nearest_all,
         )
 
     def _held_out(self, data: _Data, *, oos: int | None, context: _Data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -376,6 +404,7 @@ class Matcher:
         *,
         query_ids: np.ndarray,
         is_oos: np.ndarray | None,
+        oos_share: float | None,
     ) -> None:
         """Per held-out query: its best candidate by calibrated probability; then the two thresholds."""
         probs = self._calibrator.probabilities(rows) if len(rows) else np.zeros(0)
@@ -394,5 +423,6 @@ class Matcher:
             is_oos=held_oos,
             wrong_answer_cost=self.wrong_answer_cost,
             fixed=self._fixed,
+            oos_share=oos_share,
         )
         self.heldout = heldout_report(top_conf, top_right, is_oos=held_oos, answer_at=self._thresholds[0])

@@ -6,6 +6,7 @@ import numpy as np
 from scipy import sparse
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
+from threadpoolctl import threadpool_limits
 
 from knowledge.features import TextFeatures
 
@@ -149,7 +150,10 @@ class SemanticScorer:
             )
             self.bias[present] = 0.0
         elif len(present) >= 2:
-            model = LogisticRegression(C=self.c, max_iter=300, tol=1e-3).fit(vectors, y, sample_weight=weights)
+            # one BLAS thread: on small dense problems more threads cost more in hand-offs than they save
+            # (on two busy cores, ten times the fit time)
+            with threadpool_limits(limits=1):
+                model = LogisticRegression(C=self.c, max_iter=300, tol=1e-3).fit(vectors, y, sample_weight=weights)
             rows, icpt = model.coef_, model.intercept_
             if len(present) == 2:
                 rows, icpt = (
@@ -164,12 +168,23 @@ class SemanticScorer:
         self.bounds = np.searchsorted(y[:n_examples][order], np.arange(self.n_classes + 1))
         return self
 
-    def scores(self, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(logistic regression logits, nearest-example cosine) per label; -1 where a label has no example."""
+    def scores(self, vector: np.ndarray, *, nearest: bool = True) -> list[np.ndarray]:
+        """Per label: the logistic regression's logit and, with `nearest`, the nearest example's cosine (-1: none)."""
         logits = (vector @ self.weights + self.bias).astype(np.float64)
-        nearest = np.full(self.n_classes, -1.0)
+        if not nearest:
+            return [logits]
+        result = np.full(self.n_classes, -1.0)
         if len(self.examples):
             sims = self.examples @ vector
             has = self.bounds[1:] > self.bounds[:-1]
-            nearest[has] = np.maximum.reduceat(sims, self.bounds[:-1][has])
-        return logits, nearest
+            result[has] = np.maximum.reduceat(sims, self.bounds[:-1][has])
+        return [logits, result]
+
+    def nearest(self, vector: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        """The nearest example's cosine for each of `classes` only (-1: none): a pass over their examples alone."""
+        result = np.full(len(classes), -1.0)
+        for i, c in enumerate(classes):
+            start, end = self.bounds[c], self.bounds[c + 1]
+            if end > start:
+                result[i] = float((self.examples[start:end] @ vector).max())
+        return result

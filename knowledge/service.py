@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.faq import Candidate, Decision, FaqResult
+from knowledge.calibration import OOS_SHARE
 from knowledge.embeddings import embedder_for
 from knowledge.loader import FaqEntry, KnowledgeBase, load_knowledge_base
 from knowledge.matcher import Matcher, Prediction
@@ -39,7 +40,8 @@ class KnowledgeService:
 
     @classmethod
     def from_knowledge_base(cls, knowledge_base: KnowledgeBase, *, matcher: Matcher | None = None) -> KnowledgeService:
-        """Fit `matcher` on each entry's examples and title, its tags and answer, and the out-of-scope phrases."""
+        """Fit `matcher` on each entry's examples and title, its tags and answer, and the out-of-scope phrases,
+        with thresholds planned for OOS_SHARE of questions out of scope (knowledge.calibration)."""
         if not knowledge_base.entries:
             return cls(knowledge_base, None)
         texts: list[str] = []
@@ -50,7 +52,9 @@ class KnowledgeService:
         texts += knowledge_base.out_of_scope
         labels += [OUT_OF_SCOPE] * len(knowledge_base.out_of_scope)
         descriptions = {entry.id: [" ".join(entry.tags), entry.answer] for entry in knowledge_base.entries}
-        fitted = (matcher or Matcher()).fit(texts, labels, oos_label=OUT_OF_SCOPE, descriptions=descriptions)
+        fitted = (matcher or Matcher()).fit(
+            texts, labels, oos_label=OUT_OF_SCOPE, descriptions=descriptions, oos_share=OOS_SHARE
+        )
         return cls(knowledge_base, fitted)
 
     def lookup(self, text: str) -> FaqResult:

@@ -85,3 +85,20 @@ def test_fit_holds_aside_a_fifth_of_large_data(monkeypatch: pytest.MonkeyPatch) 
     texts, labels = training()
     Matcher().fit(texts, labels, oos_label="__oos__")
     assert 0.15 * len(texts) <= seen["n"] <= 0.25 * len(texts)
+
+
+def test_more_out_of_scope_phrases_do_not_make_the_matcher_shyer_of_what_it_knows() -> None:
+    # in scope: right at 0.9 and 0.3 (a 0.3 answer still gains: 0.3 - 0.25 * 0.7 > 0);
+    # out of scope at 0.2, below every right answer
+    top_conf = np.array([0.9, 0.3, 0.3, 0.2])
+    top_right = np.array([True, True, False, False])
+    is_oos = np.array([False, False, False, True])
+    once = choose_thresholds(top_conf, top_right, top_right, is_oos=is_oos, wrong_answer_cost=0.25, oos_share=0.2)
+    # an editor writes the out-of-scope phrase ten times over, and one of them scores 0.3
+    many = np.concatenate([top_conf, np.full(9, 0.2), [0.3]])
+    many_right = np.concatenate([top_right, np.zeros(10, dtype=bool)])
+    many_oos = np.concatenate([is_oos, np.ones(10, dtype=bool)])
+    planned = choose_thresholds(many, many_right, many_right, is_oos=many_oos, wrong_answer_cost=0.25, oos_share=0.2)
+    counted = choose_thresholds(many, many_right, many_right, is_oos=many_oos, wrong_answer_cost=0.25)
+    assert once[0] == planned[0] == pytest.approx(0.25)  # still answers at 0.3
+    assert counted[0] > 0.3  # counting every phrase once, the 0.3 answers would be given up

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
+import subprocess
+import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +20,7 @@ from knowledge.embeddings import EmbeddingCache, SentenceEmbedder, embedder_for
 from knowledge.features import label_words
 from knowledge.matcher import Matcher, normalize_text
 from knowledge.service import KnowledgeService
+from knowledge.static_vectors import VECTORS_FILE, StaticVectors, WordPiece, basic_words, quantise, save
 from tests.knowledge.test_matcher import TOPICS, training
 
 FIXTURE = Path(__file__).parent / "fixtures" / "kb"
@@ -89,7 +94,7 @@ def test_the_matcher_scores_with_an_embedder_once_per_fit() -> None:
 
 
 def test_no_setting_means_the_light_matcher_and_a_missing_model_is_a_configuration_error() -> None:
-    assert embedder_for(None) is None and embedder_for("  ") is None
+    assert isinstance(embedder_for(None), StaticVectors) and isinstance(embedder_for("  "), StaticVectors)
     embedder = embedder_for("/no/such/model/anywhere")
     assert isinstance(embedder, SentenceEmbedder)
     with pytest.raises(ConfigurationError, match="KNOWLEDGE_EMBEDDINGS"):
@@ -142,3 +147,123 @@ def test_bench_encodes_the_same_texts_in_the_same_order_so_the_cache_key_holds()
     names = [normalize_text(label_words(label)) for label in sorted(set(labels))]
     assert first[len(texts) :] == names  # label names in label order, whatever the hash seed
     assert sorted(first) == sorted(second)
+
+
+# The light mode's static token vectors (knowledge/data/minilm-static.npz, shipped in the package)
+
+
+def test_the_shipped_static_vectors_load_offline_and_carry_meaning() -> None:
+    vectors = StaticVectors()
+    assert VECTORS_FILE.is_file() and VECTORS_FILE.stat().st_size < 8_000_000
+    assert vectors.dimension == 256
+    assert vectors.meta["source"] == "sentence-transformers/all-MiniLM-L6-v2"
+    for query, same, other in [
+        ("where is my parcel", "my package has not arrived", "how do i close my account"),
+        ("how do i reset my password", "i forgot my password", "when will my transfer arrive"),
+        ("i lost my card", "my card is missing", "what is the exchange rate"),
+    ]:
+        q, s, o = vectors.encode([query, same, other])
+        assert float(q @ s) > float(q @ o) + 0.1, (query, same, other)
+        assert np.allclose(vectors.encode_one(query), q)
+    assert np.allclose(np.linalg.norm(vectors.encode(["refund please", "hello"]), axis=1), 1.0, atol=1e-5)
+    assert not vectors.encode_one("😀 ").any()  # nothing the vocabulary spells: a zero vector, not NaN
+
+
+def test_wordpiece_splits_as_bert_uncased_does() -> None:
+    assert basic_words("Café naïve, don't!  e-mail\tme 你好") == [
+        "cafe", "naive", ",", "don", "'", "t", "!", "e", "-", "mail", "me", "你", "好",
+    ]  # fmt: skip
+    tokens = ["[PAD]", "[UNK]", "ref", "##und", "##ed", "!", "top", "##up", "a"]
+    wordpiece = WordPiece(tokens)
+    assert [tokens[i] for i in wordpiece.ids("Refunded! topup xyz")] == ["ref", "##und", "##ed", "!", "top", "##up"]
+    assert wordpiece.ids("a " * 600) == [8] * 512  # at most 512 tokens, as the model reads
+
+
+def test_static_vectors_round_trip_through_int8(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(5, 16)).astype(np.float32)
+    quantised, scales = quantise(rows)
+    assert quantised.dtype == np.int8 and scales.dtype == np.float16
+    error = np.abs(quantised * scales.astype(np.float32)[:, None] - rows).max(axis=1)
+    assert (error <= np.abs(rows).max(axis=1) / 127.0).all()
+    save(tmp_path / "tiny.npz", ["[UNK]", "refund", "card", "lost", "my"], rows, {"source": "test"})
+    tiny = StaticVectors(tmp_path / "tiny.npz")
+    expected = rows[[3, 4, 2]].mean(axis=0)
+    assert np.allclose(tiny.encode_one("lost my card"), expected / np.linalg.norm(expected), atol=0.02)
+    assert tiny.meta == {"source": "test"}
+
+
+def test_a_light_fit_scores_with_the_static_vectors() -> None:
+    texts, labels = training()
+    embedder = embedder_for(None)
+    assert isinstance(embedder, StaticVectors) and embedder.min_examples > len(texts)
+    few = Matcher(embedder=embedder).fit(texts, labels, oos_label="__oos__")
+    assert few._base is not None and few._base.semantic is None  # too few examples: lexical alone
+    embedder.min_examples = len(texts)
+    matcher = Matcher(embedder=embedder).fit(texts, labels, oos_label="__oos__")
+    assert matcher._base is not None and matcher._base.semantic is not None
+    assert matcher._base.semantic.examples.shape[1] == 256
+    for label, examples in TOPICS.items():
+        prediction = matcher.predict(examples[0])
+        assert prediction.label == label and prediction.decision is Decision.ANSWER
+
+
+def test_the_light_mode_works_without_torch_importable() -> None:
+    """A fresh interpreter in which torch, transformers and the rest cannot be imported still answers."""
+    script = textwrap.dedent(
+        """
+        import sys
+        from importlib.abc import MetaPathFinder
+
+        HEAVY = {"torch", "sentence_transformers", "transformers", "tokenizers", "model2vec", "huggingface_hub"}
+
+        class Blocked(MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in HEAVY:
+                    raise ImportError(name + " is not installed here")
+                return None
+
+        sys.meta_path.insert(0, Blocked())
+        from knowledge.embeddings import embedder_for
+        from knowledge.matcher import Matcher
+        from knowledge.service import KnowledgeService
+        from knowledge.static_vectors import StaticVectors
+
+        embedder = embedder_for(None)
+        assert isinstance(embedder, StaticVectors), embedder
+        embedder.min_examples = 0  # the fixture is smaller than the light mode's minimum
+        service = KnowledgeService.load(sys.argv[1], matcher=Matcher(embedder=embedder))
+        assert service.matcher._base.semantic is not None
+        print(service.lookup("i forgot my password").candidates[0].topic)
+        print(sorted(name for name in sys.modules if name.split(".")[0] in HEAVY))
+        """
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(FIXTURE)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["password-reset", "[]"]
+
+
+def test_with_many_examples_the_nearest_example_is_read_for_the_candidates_alone() -> None:
+    texts, labels = training()
+    embedder = StaticVectors(min_examples=0)
+    embedder.nearest_limit = len(texts) - 1
+    matcher = Matcher(embedder=embedder).fit(texts, labels, oos_label="__oos__")
+    assert matcher._base is not None and matcher._base.nearest_all is False
+    semantic = matcher._base.semantic
+    assert semantic is not None
+    vector = embedder.encode_one("i forgot my password")
+    classes = np.array([0, 2, 1])
+    assert len(semantic.scores(vector, nearest=False)) == 1
+    assert np.allclose(semantic.nearest(vector, classes), semantic.scores(vector)[1][classes])
+    for label, examples in TOPICS.items():
+        assert matcher.predict(examples[0]).label == label
