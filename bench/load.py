@@ -319,7 +319,9 @@ def bot_command(explicit: str | None) -> list[str]:
     return [found] if found else [sys.executable, "-m", "bots.cli"]
 
 
-def bot_environment(*, database_url: str, port: int, fake_port: int) -> dict[str, str]:
+def bot_environment(
+    *, database_url: str, port: int, fake_port: int, knowledge_dir: str | None = None
+) -> dict[str, str]:
     """This process's environment less any channel, database or key settings, plus the benchmark's."""
     prefixes = (
         "TELEGRAM_",
@@ -353,6 +355,8 @@ def bot_environment(*, database_url: str, port: int, fake_port: int) -> dict[str
             "PTB_TIMEDELTA": "true",
         }
     )
+    if knowledge_dir:
+        env["KNOWLEDGE_DIR"] = str(Path(knowledge_dir).resolve())
     return env
 
 
@@ -399,7 +403,9 @@ def start_children(database_url: str, args: argparse.Namespace, workdir: Path) -
             cwd=workdir,
             stdout=logs["bot"],
             stderr=subprocess.STDOUT,
-            env=bot_environment(database_url=database_url, port=bot_port, fake_port=fake_port),
+            env=bot_environment(
+                database_url=database_url, port=bot_port, fake_port=fake_port, knowledge_dir=args.knowledge_dir
+            ),
         )
         started.append(bot)
         bare = subprocess.Popen(
@@ -681,7 +687,10 @@ class Driver:
         self.replies = replies
         self.maker = maker
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=connections, limit_per_host=connections),
+            # Idle connections are dropped before uvicorn's keep-alive timeout (5 s) closes them:
+            # otherwise a request sent on a connection the server is closing fails with
+            # "Server disconnected" after a quiet drain, and counts against the bot.
+            connector=aiohttp.TCPConnector(limit=connections, limit_per_host=connections, keepalive_timeout=2.0),
             timeout=aiohttp.ClientTimeout(total=timeout),
             skip_auto_headers=("User-Agent",),
         )
@@ -1356,6 +1365,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--bot-command",
         help="the command before 'run' (default: saypro-bot beside this Python)",
+    )
+    parser.add_argument(
+        "--knowledge-dir",
+        help="the bot's KNOWLEDGE_DIR (default: the knowledge base bundled with the checkout)",
     )
     parser.add_argument(
         "--profile",

@@ -11,11 +11,11 @@ import ipaddress
 import json
 import logging
 from datetime import timedelta
-from functools import partial
 
 from fastapi import BackgroundTasks, HTTPException, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.orm import Session
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
@@ -26,6 +26,7 @@ from core.channels import WebhookChannel
 from core.errors import InboundRejected
 from core.inbox import Accepted
 from core.messages import InboundMessage
+from core.outbox import Claim
 from core.ratelimit import AddressLimit, IdentityLimit, Throttle
 
 log = logging.getLogger(__name__)
@@ -100,9 +101,19 @@ async def answer(services, message_ids: list[int]) -> None:  # type: ignore[no-u
     """
     throttle = Throttle(services.channels, limit=identity_limit(services.settings))
     for message_id in message_ids:
-        # One transaction screens and answers (Throttle.screen_stored would take a second one).
-        item_ids = await run_in_threadpool(partial(services.inbox.process, message_id, screen=throttle.screen))
-        await services.dispatcher.dispatch(item_ids)
+        item_ids, leased = await run_in_threadpool(_answer_one, services, throttle, message_id)
+        await services.dispatcher.dispatch(item_ids, leased=leased)
+
+
+def _answer_one(services, throttle: Throttle, message_id: int) -> tuple[list[int], list[Claim]]:  # type: ignore[no-untyped-def]
+    """One transaction screens, answers, and leases the first reply for sending (Throttle.screen_stored
+    and Dispatcher's own claim would take one each): the rows written, and those leased."""
+    leased: list[Claim] = []
+
+    def lease(session: Session, item_ids: list[int]) -> None:
+        leased[:] = services.dispatcher.lease(session, item_ids)  # an apology replaces a failed answer's
+
+    return services.inbox.process(message_id, screen=throttle.screen, written=lease), leased
 
 
 def handle_limited(services, message: InboundMessage) -> tuple[Accepted, list[int]]:  # type: ignore[no-untyped-def]

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from core import incidents, metrics, texts
 from core.channels import ChannelRegistry
@@ -37,9 +37,52 @@ log = logging.getLogger(__name__)
 # A status question left waiting longer than this (for a reference or a code) is forgotten.
 STATUS_FLOW_TTL = timedelta(minutes=30)
 
+# The statements every message runs, built once with bound parameters: building a statement and
+# its cache key costs more than executing it (bench/README.md, "Where the time goes").
+_FIND = select(Message.id, Message.conversation_id).where(
+    Message.channel == bindparam("channel"), Message.provider_message_id == bindparam("provider_message_id")
+)
+_IDENTITY = select(ChannelIdentity).where(
+    ChannelIdentity.channel == bindparam("channel"), ChannelIdentity.user_id == bindparam("user_id")
+)
+_LATEST_CONVERSATION = (
+    select(Conversation)
+    .where(Conversation.identity_id == bindparam("identity_id"))
+    .order_by(Conversation.id.desc())
+    .limit(1)
+)
+_LOCK_CONVERSATION = (
+    select(Conversation)
+    .where(
+        Conversation.id
+        == select(Message.conversation_id).where(Message.id == bindparam("message_id")).scalar_subquery()
+    )
+    .options(joinedload(Conversation.identity, innerjoin=True))  # for the replies' recipient, in the same query
+    .with_for_update(of=Conversation)
+)
+_WAITING = (
+    select(Message)
+    .where(
+        Message.conversation_id == bindparam("conversation_id"),
+        Message.direction == "in",
+        Message.processed_at.is_(None),
+        Message.id <= bindparam("message_id"),
+    )
+    .order_by(Message.id)
+)
+_contacts, _identities = Contact.__table__, ChannelIdentity.__table__
+_conversations, _messages, _outbox = Conversation.__table__, Message.__table__, OutboxItem.__table__
+_INSERT_CONTACT = insert(_contacts).returning(_contacts.c.id)
+_INSERT_IDENTITY = insert(_identities).returning(_identities.c.id)
+_INSERT_CONVERSATION = insert(_conversations).returning(_conversations.c.id)
+_INSERT_MESSAGE = insert(_messages).returning(_messages.c.id)
+_INSERT_OUTBOX = insert(_outbox).returning(_outbox.c.id)
+
 
 # Decides, before a message is answered, whether to answer it (core.ratelimit.Throttle.screen).
 Screen = Callable[[Session, Conversation, Message], "list[int] | None"]
+# Told, in the transaction that wrote them, which outbox rows an answer wrote (Inbox.process).
+Written = Callable[[Session, "list[int]"], None]
 
 
 @dataclass(frozen=True)
@@ -76,40 +119,50 @@ class Inbox:
     def receive(self, message: InboundMessage) -> Accepted:
         """Store `message` once; a second delivery of it returns the first one's record."""
         for attempt in range(3):
-            with self.database.transaction() as session:
-                found = _find(session, message)
-                if found is not None:
-                    metrics.DUPLICATES.labels(message.channel).inc()
-                    return Accepted(found.id, found.conversation_id, duplicate=True)
-                try:
-                    with session.begin_nested():
-                        stored = _store(session, message, now=self._now())
-                except IntegrityError:
-                    # A concurrent delivery stored the same message, or the same new user's
-                    # identity, first: look again with a fresh transaction.
-                    if attempt == 2:
-                        raise
-                    continue
-                metrics.MESSAGES_RECEIVED.labels(message.channel).inc()
-                return Accepted(stored.id, stored.conversation_id, duplicate=False)
+            try:
+                with self.database.transaction() as session:
+                    found = _find(session, message)
+                    if found is not None:
+                        metrics.DUPLICATES.labels(message.channel).inc()
+                        return Accepted(found[0], found[1], duplicate=True)
+                    message_id, conversation_id = _store(session, message, now=self._now())
+            except IntegrityError:
+                # A concurrent delivery stored the same message, or the same new user's identity,
+                # first: the transaction is rolled back whole; look again in a fresh one.
+                if attempt == 2:
+                    raise
+                continue
+            metrics.MESSAGES_RECEIVED.labels(message.channel).inc()
+            return Accepted(message_id, conversation_id, duplicate=False)
         raise AssertionError("unreachable")
 
-    def process(self, message_id: int, *, screen: Screen | None = None) -> list[int]:
+    def process(self, message_id: int, *, screen: Screen | None = None, written: Written | None = None) -> list[int]:
         """Answer a stored inbound message, once; the ids of the outbox rows written.
 
         `screen` (core.ratelimit's Throttle.screen) runs first in the same transaction, under
         the conversation's lock: when it returns a list the message is not answered, and the
         list (the outbox rows of a slow-down notice, or none) is returned instead.
+
+        `written` is called with the session and those ids (none at all, too) at the end of the
+        transaction that wrote them, before it commits: core.outbox's Dispatcher.lease takes the
+        rows for sending there, so that no transaction of its own is needed to claim them. When
+        the answer fails and an apology is written instead, it is called again for that one.
         """
         try:
             with self.database.transaction() as session:
-                return self._process(session, message_id, screen)
+                item_ids = self._process(session, message_id, screen)
+                if written is not None:
+                    written(session, item_ids)
+                return item_ids
         except Exception:
             # A bug in deciding must not lose the message or leave the user unanswered:
             # record it as answered with an apology, and keep the traceback in the log.
             log.exception("dialogue failed", extra={"message_id": message_id})
             with self.database.transaction() as session:
-                return self._apologise(session, message_id)
+                item_ids = self._apologise(session, message_id)
+                if written is not None:
+                    written(session, item_ids)
+                return item_ids
 
     def handle(self, message: InboundMessage) -> tuple[Accepted, list[int]]:
         """Receive and process in one go (console and API); a duplicate is not answered again."""
@@ -130,28 +183,20 @@ class Inbox:
             return list(session.scalars(query))
 
     def _process(self, session: Session, message_id: int, screen: Screen | None = None) -> list[int]:
-        inbound = session.get(Message, message_id)
-        if inbound is None or inbound.processed_at is not None:
+        # The conversation is locked first (found through the message), and its messages read
+        # under the lock, so a process that answered this one meanwhile is seen to have.
+        conversation = session.scalars(_LOCK_CONVERSATION, {"message_id": message_id}).first()
+        if conversation is None:
             return []
-        conversation = session.get(Conversation, inbound.conversation_id, with_for_update=True)
-        assert conversation is not None
+        # Answer in the order the user wrote: earlier messages still waiting go first.
+        waiting = list(session.scalars(_WAITING, {"conversation_id": conversation.id, "message_id": message_id}))
+        if not waiting or waiting[-1].id != message_id:
+            return []  # answered already (or not an inbound message)
         if screen is not None:
-            session.refresh(inbound)  # read again under the lock: another process may have answered it
-            held = screen(session, conversation, inbound)
+            held = screen(session, conversation, waiting[-1])
             if held is not None:
                 return held
-        # Answer in the order the user wrote: earlier messages still waiting go first.
-        waiting = session.scalars(
-            select(Message)
-            .where(
-                Message.conversation_id == conversation.id,
-                Message.direction == "in",
-                Message.processed_at.is_(None),
-                Message.id <= message_id,
-            )
-            .order_by(Message.id)
-        )
-        return [item for message in list(waiting) for item in self._answer(session, conversation, message)]
+        return [item for message in waiting for item in self._answer(session, conversation, message)]
 
     def _answer(self, session: Session, conversation: Conversation, inbound: Message) -> list[int]:
         turn = self._desk_turn(session, conversation, inbound)
@@ -267,41 +312,49 @@ class Inbox:
 
 
 def write_outbound(
-    session: Session, conversation: Conversation, message: OutboundMessage, *, capabilities: Capabilities,
-    author: str = "bot", redacted: str | None = None,
+    session: Session,
+    conversation: Conversation,
+    message: OutboundMessage,
+    *,
+    capabilities: Capabilities,
+    author: str = "bot",
+    redacted: str | None = None,
 ) -> list[int]:
     """Record one outbound message and queue its rendered parts; the ids of the outbox rows.
 
     With `redacted` the text is a secret (a one-time code): the message record keeps `redacted`
     from the start, and each outbox row holds the secret only while it waits to be sent.
     """
-    record = Message(
-        conversation_id=conversation.id,
-        direction="out",
-        author=author,
-        channel=message.channel,
-        text=message.text if redacted is None else redacted,
-        options=[{"label": o.label, "value": o.value} for o in message.options],
-    )
-    session.add(record)
-    session.flush()
-    items = [
-        OutboxItem(
-            message_id=record.id,
-            conversation_id=conversation.id,
-            part=number,
-            channel=message.channel,
-            user_id=message.user_id,
-            text=part.text,
-            options=[{"label": o.label, "value": o.value} for o in part.options],
-            template=_template_record(message.template),
-            after_send_text=redacted,
-        )
+    # Single INSERT statements, not the unit of work: every answer comes through here.
+    record_id = session.execute(
+        _INSERT_MESSAGE,
+        {
+            "conversation_id": conversation.id,
+            "direction": "out",
+            "author": author,
+            "channel": message.channel,
+            "text": message.text if redacted is None else redacted,
+            "options": [{"label": o.label, "value": o.value} for o in message.options],
+        },
+    ).scalar_one()
+    template = _template_record(message.template)
+    return [
+        session.execute(
+            _INSERT_OUTBOX,
+            {
+                "message_id": record_id,
+                "conversation_id": conversation.id,
+                "part": number,
+                "channel": message.channel,
+                "user_id": message.user_id,
+                "text": part.text,
+                "options": [{"label": o.label, "value": o.value} for o in part.options],
+                "template": template,
+                "after_send_text": redacted,
+            },
+        ).scalar_one()
         for number, part in enumerate(render(message, capabilities), start=1)
     ]
-    session.add_all(items)
-    session.flush()
-    return [item.id for item in items]
 
 
 def _template_record(template: Template | None) -> dict[str, object] | None:
@@ -310,29 +363,59 @@ def _template_record(template: Template | None) -> dict[str, object] | None:
     return {"content_id": template.content_id, "variables": [list(pair) for pair in template.variables]}
 
 
-def _find(session: Session, message: InboundMessage) -> Message | None:
-    query = select(Message).where(
-        Message.channel == message.channel, Message.provider_message_id == message.provider_message_id
-    )
-    return session.scalars(query).first()
+def _find(session: Session, message: InboundMessage) -> tuple[int, int] | None:
+    """The stored message's id and conversation id, if this message was received before."""
+    found = session.execute(
+        _FIND, {"channel": message.channel, "provider_message_id": message.provider_message_id}
+    ).first()
+    return (found[0], found[1]) if found is not None else None
 
 
-def _store(session: Session, message: InboundMessage, *, now: datetime) -> Message:
-    identity = _identity(session, message)
-    conversation = open_conversation(session, identity, now=now)
-    stored = Message(
-        conversation_id=conversation.id,
-        direction="in",
-        author="user",
-        channel=message.channel,
-        provider_message_id=message.provider_message_id,
-        text=message.text,
-        attachments=[{"url": a.url, "content_type": a.content_type, "name": a.name} for a in message.attachments],
-        sent_at=message.sent_at,
-    )
-    session.add(stored)
-    session.flush()
-    return stored
+def _store(session: Session, message: InboundMessage, *, now: datetime) -> tuple[int, int]:
+    """Store an inbound message (with its identity, contact and conversation if new): its id and
+    its conversation's. Rows are inserted with single statements, not through the unit of work:
+    this runs for every message that comes in."""
+    identity = session.scalars(_IDENTITY, {"channel": message.channel, "user_id": message.user_id}).first()
+    if identity is None:
+        conversation_id = _new_user(session, message)
+    else:
+        _seen(identity, message)
+        conversation_id = open_conversation(session, identity, now=now).id
+    message_id = session.execute(
+        _INSERT_MESSAGE,
+        {
+            "conversation_id": conversation_id,
+            "direction": "in",
+            "author": "user",
+            "channel": message.channel,
+            "provider_message_id": message.provider_message_id,
+            "text": message.text,
+            "attachments": [
+                {"url": a.url, "content_type": a.content_type, "name": a.name} for a in message.attachments
+            ],
+            "sent_at": message.sent_at,
+        },
+    ).scalar_one()
+    return message_id, conversation_id
+
+
+def _new_user(session: Session, message: InboundMessage) -> int:
+    """A contact, identity and conversation for someone who never wrote on this channel: the
+    conversation's id. A concurrent first message from them fails here on the unique identity."""
+    contact_id = session.execute(_INSERT_CONTACT, {"display_name": message.display_name}).scalar_one()
+    identity_id = session.execute(
+        _INSERT_IDENTITY,
+        {
+            "contact_id": contact_id,
+            "channel": message.channel,
+            "user_id": message.user_id,
+            "display_name": message.display_name,
+            "last_seen_at": message.sent_at,
+        },
+    ).scalar_one()
+    return session.execute(
+        _INSERT_CONVERSATION, {"contact_id": contact_id, "identity_id": identity_id, "channel": message.channel}
+    ).scalar_one()
 
 
 def find_or_add_identity(
@@ -351,16 +434,14 @@ def find_or_add_identity(
     return identity
 
 
-def _identity(session: Session, message: InboundMessage) -> ChannelIdentity:
-    identity = find_or_add_identity(
-        session, channel=message.channel, user_id=message.user_id, display_name=message.display_name
-    )
+def _seen(identity: ChannelIdentity, message: InboundMessage) -> None:
+    """A known identity just wrote: when, that it can be reached again, and its current name."""
     if identity.last_seen_at is None or message.sent_at > identity.last_seen_at:
         identity.last_seen_at = message.sent_at
-    identity.unreachable_at = None  # they just wrote to us, so they can be reached again
-    if message.display_name:
+    if identity.unreachable_at is not None:
+        identity.unreachable_at = None  # they just wrote to us, so they can be reached again
+    if message.display_name and message.display_name != identity.display_name:
         identity.display_name = message.display_name
-    return identity
 
 
 def open_conversation(session: Session, identity: ChannelIdentity, *, now: datetime | None = None) -> Conversation:
@@ -369,13 +450,7 @@ def open_conversation(session: Session, identity: ChannelIdentity, *, now: datet
     A conversation whose ticket was resolved within core.desk.REOPEN_WITHIN stays current: the user's next
     message is their rating, or reopens the same ticket and thread (core.desk).
     """
-    query = (
-        select(Conversation)
-        .where(Conversation.identity_id == identity.id)
-        .order_by(Conversation.id.desc())
-        .limit(1)
-    )
-    conversation = session.scalars(query).first()
+    conversation = session.scalars(_LATEST_CONVERSATION, {"identity_id": identity.id}).first()
     if conversation is None or (
         conversation.state == State.RESOLVED.value and resolved_ticket(session, conversation, now or utcnow()) is None
     ):

@@ -21,8 +21,11 @@ MAX_NOTE = 1000
 
 def current(session: Session) -> Incident | None:
     """The note in force, if any."""
-    query = select(Incident).where(Incident.cleared_at.is_(None)).order_by(Incident.id.desc())
-    return session.scalars(query).first()
+    return session.scalars(_CURRENT).first()
+
+
+# Asked before every answer: built once (building a statement costs more than running this one).
+_CURRENT = select(Incident).where(Incident.cleared_at.is_(None)).order_by(Incident.id.desc()).limit(1)
 
 
 def set_note(session: Session, text: str, *, agent_id: str, agent_name: str | None, now: datetime) -> Incident:

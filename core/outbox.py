@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, or_, select, update
+from sqlalchemy import ColumnElement, Select, bindparam, exists, func, or_, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, aliased
 
@@ -37,6 +37,9 @@ from core.storage.database import Database
 from core.storage.models import ChannelIdentity, OutboxItem, utcnow
 
 log = logging.getLogger(__name__)
+_UNCHECKED = object()  # _send: the refusal was not worked out with the claim
+# A leased row, detached, and why it may not be sent (None: it may).
+Claim = tuple[OutboxItem, "str | None"]
 
 
 @dataclass(frozen=True)
@@ -85,16 +88,21 @@ class Dispatcher:
             await asyncio.gather(*(self._send_held(item, held) for item in items))
         return len(items)
 
-    async def dispatch(self, item_ids: Sequence[int]) -> int:
-        """Try to send these rows, each one it can claim, in order (a row behind a pending one waits)."""
+    async def dispatch(self, item_ids: Sequence[int], *, leased: Sequence[Claim] = ()) -> int:
+        """Try to send these rows, each one it can claim, in order (a row behind a pending one waits).
+
+        `leased`: rows among them that `lease` took already, in the transaction that wrote them.
+        """
         attempted = 0
+        ready = {item.id: (item, refusal) for item, refusal in leased}
         for item_id in item_ids:
-            item = await asyncio.to_thread(self._claim, item_id)
-            if item is None:
+            claimed = ready.pop(item_id, None) or await asyncio.to_thread(self._claim_checked, item_id)
+            if claimed is None:
                 continue
+            item, refusal = claimed
             attempted += 1
             async with self._renewing({item.id}) as held:
-                await self._send_held(item, held)
+                await self._send_held(item, held, refusal=refusal)
         return attempted
 
     def _due(self, limit: int) -> list[int]:
@@ -132,29 +140,42 @@ class Dispatcher:
                 session.expunge(item)
             return items
 
+    def lease(self, session: Session, item_ids: Sequence[int]) -> list[Claim]:
+        """Lease rows for sending in `session`, the transaction that wrote them, and say why each
+        may not be sent (`_refusal`); hand them to `dispatch` once it has committed.
+
+        As `_claim` does, it leases a row only when it is the first pending one of its
+        conversation: from the first row it cannot lease on (the second part of a reply, or a
+        row behind an earlier reply not sent yet), the rest are left for `dispatch` to claim.
+        """
+        claims: list[Claim] = []
+        for item_id in item_ids:
+            item = self._lease(session, item_id)
+            if item is None:
+                break
+            claims.append((item, self._refusal_in(session, item, self._window(item))))
+        return claims
+
     def _claim(self, item_id: int) -> OutboxItem | None:
+        """Lease this row if it is due and first in its conversation; the row, detached, or None."""
+        with self.database.transaction() as session:
+            return self._lease(session, item_id)
+
+    def _claim_checked(self, item_id: int) -> tuple[OutboxItem, str | None] | None:
+        """`_claim`, and in the same transaction why the row may not be sent (`_refusal`)."""
+        with self.database.transaction() as session:
+            item = self._lease(session, item_id)
+            if item is None:
+                return None
+            return item, self._refusal_in(session, item, self._window(item))
+
+    def _lease(self, session: Session, item_id: int) -> OutboxItem | None:
         now = self.clock()
         lease = now + timedelta(seconds=self.policy.lease_seconds)
-        with self.database.transaction() as session:
-            claimed = session.execute(
-                update(OutboxItem)
-                .where(
-                    and_(
-                        OutboxItem.id == item_id,
-                        OutboxItem.status == "pending",
-                        _lease_free(now),
-                        ~_behind_a_pending_row(),
-                    )
-                )
-                .values(leased_until=lease),
-                execution_options={"synchronize_session": False},
-            ).rowcount
-            if claimed != 1:
-                return None
-            item = session.get(OutboxItem, item_id)
-            assert item is not None
-            session.expunge(item)
-            return item
+        # One statement: the conditional UPDATE returns the row it leased (SQLite 3.35+, PostgreSQL).
+        row = session.execute(_LEASE, {"item_id": item_id, "now": now, "lease": lease}).first()
+        # A detached copy to read from, not a row the session tracks.
+        return OutboxItem(**row._mapping) if row is not None else None
 
     @asynccontextmanager
     async def _renewing(self, held: set[int]) -> AsyncIterator[set[int]]:
@@ -189,21 +210,22 @@ class Dispatcher:
                 execution_options={"synchronize_session": False},
             )
 
-    async def _send_held(self, item: OutboxItem, held: set[int]) -> None:
+    async def _send_held(self, item: OutboxItem, held: set[int], *, refusal: str | None | object = _UNCHECKED) -> None:
         try:
-            await self._send(item)
+            await self._send(item, refusal=refusal)
         finally:
             held.discard(item.id)
 
-    async def _send(self, item: OutboxItem) -> None:
+    async def _send(self, item: OutboxItem, *, refusal: str | None | object = _UNCHECKED) -> None:
+        """Send a leased row; `refusal` when `_refusal` was already asked in the claim's transaction."""
         channel = self.channels.get(item.channel)
         if channel is None:
             await asyncio.to_thread(self._failed, item, PermanentChannelError(f"channel {item.channel} is not live"))
             return
-        # An approved template may be sent outside the reply window; free-form text may not.
-        window = None if item.template else channel.capabilities.reply_window_hours
-        refusal = await asyncio.to_thread(self._refusal, item, window)
+        if refusal is _UNCHECKED:
+            refusal = await asyncio.to_thread(self._refusal, item, self._window(item))
         if refusal is not None:
+            assert isinstance(refusal, str)
             await asyncio.to_thread(self._withhold, item, refusal)
             return
         message = OutboundMessage(
@@ -236,27 +258,35 @@ class Dispatcher:
             except (OperationalError, InterfaceError) as exc:
                 if time.monotonic() + pause > deadline:
                     raise
-                log.warning("database unavailable, outcome of outbox row %s not written yet: %s",
-                            item.id, type(exc.orig).__name__, extra={"outbox_id": item.id})
+                log.warning(
+                    "database unavailable, outcome of outbox row %s not written yet: %s",
+                    item.id,
+                    type(exc.orig).__name__,
+                    extra={"outbox_id": item.id},
+                )
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 2.0)
+
+    def _window(self, item: OutboxItem) -> int | None:
+        """The channel's reply window in hours; none for an approved template, which may be sent
+        outside it (free-form text may not), nor for a channel that is not live."""
+        channel = self.channels.get(item.channel)
+        return None if item.template or channel is None else channel.capabilities.reply_window_hours
 
     def _refusal(self, item: OutboxItem, window_hours: int | None) -> str | None:
         """Why this row may not be sent now, or None: the user is unreachable, or the window closed."""
         with self.database.sessions() as session:
-            identity = session.scalars(
-                select(ChannelIdentity).where(
-                    ChannelIdentity.channel == item.channel, ChannelIdentity.user_id == item.user_id
-                )
-            ).first()
-        if identity is None:
+            return self._refusal_in(session, item, window_hours)
+
+    def _refusal_in(self, session: Session, item: OutboxItem, window_hours: int | None) -> str | None:
+        reach = session.execute(_REACH, {"channel": item.channel, "user_id": item.user_id}).first()
+        if reach is None:
             return None
-        if identity.unreachable_at is not None:
+        unreachable_at, last = reach
+        if unreachable_at is not None:
             return "the user cannot be reached on this channel"
-        if window_hours is not None:
-            last = identity.last_seen_at
-            if last is None or self.clock() - last > timedelta(hours=window_hours):
-                return f"outside the {window_hours}-hour reply window"
+        if window_hours is not None and (last is None or self.clock() - last > timedelta(hours=window_hours)):
+            return f"outside the {window_hours}-hour reply window"
         return None
 
     def _withhold(self, item: OutboxItem, reason: str) -> None:
@@ -268,14 +298,13 @@ class Dispatcher:
         log.warning("reply withheld: %s", reason, extra={"channel": item.channel, "outbox_id": item.id})
 
     def _sent(self, item: OutboxItem, receipt: Receipt) -> None:
+        # One UPDATE (_SENT), without loading the row.
         with self.database.transaction() as session:
-            row = session.get(OutboxItem, item.id)
-            assert row is not None
-            row.status, row.sent_at, row.leased_until = "sent", self.clock(), None
-            row.attempts += 1
-            row.receipt_id = receipt.provider_message_id
+            session.execute(_SENT, {"item_id": item.id, "now": self.clock(), "receipt_id": receipt.provider_message_id})
         metrics.REPLIES_SENT.labels(item.channel).inc()
-        log.info("reply sent", extra={"channel": item.channel, "conversation_id": item.conversation_id, "outbox_id": item.id})
+        log.info(
+            "reply sent", extra={"channel": item.channel, "conversation_id": item.conversation_id, "outbox_id": item.id}
+        )
 
     def _failed(self, item: OutboxItem, error: ChannelError) -> None:
         with self.database.transaction() as session:
@@ -317,6 +346,43 @@ def _behind_a_pending_row() -> ColumnElement[bool]:
     )
 
 
+_outbox = OutboxItem.__table__
+_earlier = _outbox.alias("earlier")
+# The statements of every send, built once with bound parameters (core.inbox says why).
+_LEASE = (
+    update(_outbox)
+    .where(
+        _outbox.c.id == bindparam("item_id"),
+        _outbox.c.status == "pending",
+        or_(_outbox.c.leased_until.is_(None), _outbox.c.leased_until < bindparam("now")),
+        ~exists().where(
+            _earlier.c.conversation_id == _outbox.c.conversation_id,
+            _earlier.c.status == "pending",
+            _earlier.c.id < _outbox.c.id,
+        ),
+    )
+    .values(leased_until=bindparam("lease"))
+    .returning(*_outbox.c)
+)
+_REACH = select(ChannelIdentity.unreachable_at, ChannelIdentity.last_seen_at).where(
+    ChannelIdentity.channel == bindparam("channel"), ChannelIdentity.user_id == bindparam("user_id")
+)
+# Sent: a secret's row keeps its `after_send_text` from now on, as OutboxItem's status validator
+# does for rows changed through the ORM.
+_SENT = (
+    update(_outbox)
+    .where(_outbox.c.id == bindparam("item_id"))
+    .values(
+        status="sent",
+        sent_at=bindparam("now"),
+        leased_until=None,
+        attempts=_outbox.c.attempts + 1,
+        receipt_id=bindparam("receipt_id"),
+        text=func.coalesce(_outbox.c.after_send_text, _outbox.c.text),
+    )
+)
+
+
 def _template(record: dict[str, Any] | None) -> Template | None:
     if not record:
         return None
@@ -333,8 +399,17 @@ def _mark_unreachable(session: Session, channel: str, user_id: str, when: dateti
 
 # Delivery reports can arrive out of order (Twilio may report "sent" after "delivered"): a report
 # never moves a row back to an earlier stage. Final outcomes share the top rank.
-_DELIVERY_STAGE = {"accepted": 0, "queued": 1, "sending": 2, "sent": 3, "delivered": 4, "read": 5,
-                   "undelivered": 4, "failed": 4, "canceled": 4}
+_DELIVERY_STAGE = {
+    "accepted": 0,
+    "queued": 1,
+    "sending": 2,
+    "sent": 3,
+    "delivered": 4,
+    "read": 5,
+    "undelivered": 4,
+    "failed": 4,
+    "canceled": 4,
+}
 
 
 def record_delivery(

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from limits import RateLimitItemPerSecond
 from limits.storage import MemoryStorage, Storage
 from limits.strategies import FixedWindowRateLimiter
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from core.channels import ChannelRegistry
@@ -113,14 +113,9 @@ class Throttle:
 
     def recent(self, session: Session, identity_id: int, *, since: datetime, up_to: int | None = None) -> int:
         """Inbound messages from the identity stored since `since` (up to message id `up_to`)."""
-        query = (
-            select(func.count(Message.id))
-            .join(Conversation, Conversation.id == Message.conversation_id)
-            .where(Conversation.identity_id == identity_id, Message.direction == "in", Message.created_at >= since)
-        )
-        if up_to is not None:
-            query = query.where(Message.id <= up_to)
-        return session.scalar(query) or 0
+        if up_to is None:
+            up_to = _NO_LIMIT
+        return session.scalar(_RECENT, {"identity_id": identity_id, "since": since, "up_to": up_to}) or 0
 
     def _notified(self, session: Session, identity_id: int, *, since: datetime) -> bool:
         query = (
@@ -144,6 +139,20 @@ class Throttle:
     def _capabilities(self, channel: str) -> Capabilities:
         live = self.channels.get(channel) if self.channels is not None else None
         return live.capabilities if live is not None else Capabilities()
+
+
+# Asked before every answer: built once, with bound parameters (building it cost more than running it).
+_NO_LIMIT = 2**63 - 1
+_RECENT = (
+    select(func.count(Message.id))
+    .join(Conversation, Conversation.id == Message.conversation_id)
+    .where(
+        Conversation.identity_id == bindparam("identity_id"),
+        Message.direction == "in",
+        Message.created_at >= bindparam("since"),
+        Message.id <= bindparam("up_to"),
+    )
+)
 
 
 class AddressLimit:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +15,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# How long a transaction on SQLite waits for the process's own write lock before it goes on to
+# SQLite's (whose busy_timeout then applies): as long as that busy_timeout.
+SQLITE_LOCK_WAIT_SECONDS = 30.0
 # pg_advisory_xact_lock's key for migrations: any constant the application uses for nothing else.
 MIGRATION_LOCK = 7_273_001
 
@@ -24,14 +28,15 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin_immediate)
+        _serialise_sqlite_writers(engine)
         return engine
     # pre_ping: a connection the server dropped (a restart, a failover) is replaced at checkout
     # instead of failing a request. connect_timeout: an unreachable server fails a request in
     # seconds (the webhook answers 503 and the provider retries) instead of hanging it.
-    return create_engine(
-        url, pool_pre_ping=True, pool_size=10, max_overflow=10, connect_args={"connect_timeout": 5}
-    )
+    # pool_size: enough kept open for the web process's busy worker threads, so that under load
+    # connections are not opened and closed again for each transaction beyond it (a new server
+    # process each time); opened only as needed, and at most 30 per process.
+    return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=10, connect_args={"connect_timeout": 5})
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -45,12 +50,50 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _sqlite_begin_immediate(connection: Any) -> None:
-    # SQLite has one writer at a time. Taking the write lock when the transaction begins, rather
-    # than at its first write, makes a second writer wait (busy_timeout) instead of failing with
-    # "database is locked" when it tries to upgrade a read snapshot.
-    # https://docs.sqlalchemy.org/en/20/dialects/sqlite.html#serializable-isolation-savepoints-transactional-ddl
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+def _serialise_sqlite_writers(engine: Engine) -> None:
+    """Every transaction begins with BEGIN IMMEDIATE, after taking a lock of this process.
+
+    SQLite has one writer at a time. Taking the write lock when the transaction begins, rather
+    than at its first write, makes a second writer wait instead of failing with "database is
+    locked" when it tries to upgrade a read snapshot.
+    https://docs.sqlalchemy.org/en/20/dialects/sqlite.html#serializable-isolation-savepoints-transactional-ddl
+
+    SQLite's own wait (its busy handler) polls: it sleeps up to 100 ms between tries, so under
+    load a transaction sleeps on while the lock has long been free, and the threads of one
+    process take the lock in no order. The transactions of this process therefore queue on a
+    threading lock first, held from BEGIN to COMMIT or ROLLBACK, and are handed the lock as soon
+    as it is released; only other processes are left to SQLite's busy handler.
+    """
+    lock = threading.Lock()
+
+    def begin(connection: Any) -> None:
+        held = lock.acquire(timeout=SQLITE_LOCK_WAIT_SECONDS)  # if not, SQLite's busy timeout decides
+        connection.info["saypro_write_lock"] = held
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            release(connection)
+            raise
+
+    def release(connection: Any) -> None:
+        info = getattr(connection, "info", None)
+        if info is not None and info.pop("saypro_write_lock", False):
+            lock.release()
+
+    commit = engine.dialect.do_commit
+
+    def do_commit(dbapi_connection: Any) -> None:
+        # Released once SQLite has committed: released before, the next transaction would find
+        # SQLite's lock still taken and go to sleep in its busy handler.
+        try:
+            commit(dbapi_connection)
+        finally:
+            release(dbapi_connection)
+
+    engine.dialect.do_commit = do_commit  # type: ignore[method-assign]
+    event.listen(engine, "begin", begin)
+    # A rollback releases it at once (on an invalidated connection there is no rollback to wait for).
+    event.listen(engine, "rollback", release)
 
 
 class Database:

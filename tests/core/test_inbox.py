@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
@@ -23,7 +23,7 @@ def test_every_message_in_and_out_is_stored_with_its_time(fake_bot, database) ->
     with database.sessions() as session:
         stored = list(session.scalars(select(Message).order_by(Message.id)))
     assert [(m.direction, m.author) for m in stored] == [("in", "user"), ("out", "bot"), ("in", "user"), ("out", "bot")]
-    assert all(m.created_at.tzinfo is not None and m.sent_at <= datetime.now(timezone.utc) for m in stored)
+    assert all(m.created_at.tzinfo is not None and m.sent_at <= datetime.now(UTC) for m in stored)
     assert stored[2].processed_at is not None and stored[2].details["topic"] == "disbursement-timeline"
 
 
@@ -63,7 +63,7 @@ def test_a_message_stored_but_never_answered_is_found_and_answered(fake_bot, dat
     accepted = fake_bot.inbox.receive(
         InboundMessage(channel="console", user_id="u", provider_message_id="crash-1", text="when is my payout")
     )
-    later = datetime.now(timezone.utc) + timedelta(minutes=1)
+    later = datetime.now(UTC) + timedelta(minutes=1)
     assert fake_bot.inbox.pending(before=later) == [accepted.message_id]
     items = fake_bot.inbox.process(accepted.message_id)
     asyncio.run(fake_bot.dispatcher.dispatch(items))
@@ -81,9 +81,44 @@ def test_nul_bytes_and_control_characters_are_removed_before_storing(fake_bot, d
 
 def test_messages_waiting_in_a_conversation_are_answered_in_the_order_written(fake_bot) -> None:  # type: ignore[no-untyped-def]
     first = fake_bot.inbox.receive(InboundMessage(channel="console", user_id="u", provider_message_id="a", text="hi"))
-    second = fake_bot.inbox.receive(InboundMessage(channel="console", user_id="u", provider_message_id="b", text="payout"))
+    second = fake_bot.inbox.receive(
+        InboundMessage(channel="console", user_id="u", provider_message_id="b", text="payout")
+    )
     items = fake_bot.inbox.process(second.message_id)  # the later one is picked up first
     asyncio.run(fake_bot.dispatcher.dispatch(items))
     texts = [message.text for message in fake_bot.channel.sent]
     assert "support assistant" in texts[0] and "Payouts are sent" in texts[1]
     assert fake_bot.inbox.process(first.message_id) == []
+
+
+def test_a_transaction_that_fails_or_is_only_read_hands_the_write_turn_on(database) -> None:  # type: ignore[no-untyped-def]
+    """Writers of one process queue for SQLite's lock on a lock of their own (core.storage.database):
+    every way out of a transaction must release it, or the next one would wait its 30 s."""
+    import threading
+    import time
+
+    import pytest
+
+    def fail() -> None:
+        with database.transaction() as session:
+            session.scalar(select(func.count()).select_from(Message))
+            raise ValueError("a bug half-way")
+
+    with pytest.raises(ValueError):
+        fail()
+    with database.sessions() as session:  # a read, ended by a rollback
+        session.scalar(select(func.count()).select_from(Message))
+    finished: list[float] = []
+
+    def write() -> None:
+        started = time.monotonic()
+        with database.transaction() as session:
+            session.scalar(select(func.count()).select_from(Message))
+        finished.append(time.monotonic() - started)
+
+    threads = [threading.Thread(target=write) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    assert len(finished) == 8 and max(finished) < 5

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -19,7 +19,7 @@ from tests.fakes.channels import RecordingChannel
 
 class Clock:
     def __init__(self) -> None:
-        self.now = datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)
+        self.now = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
     def __call__(self) -> datetime:
         return self.now
@@ -106,7 +106,9 @@ def test_a_permanent_failure_is_dead_at_once(queued) -> None:  # type: ignore[no
 def test_a_leased_row_is_not_sent_twice_until_the_lease_expires(queued) -> None:  # type: ignore[no-untyped-def]
     clock = Clock()
     channel = RecordingChannel("console")
-    dispatcher = Dispatcher(queued.database, ChannelRegistry([channel]), clock=clock, policy=RetryPolicy(lease_seconds=30))
+    dispatcher = Dispatcher(
+        queued.database, ChannelRegistry([channel]), clock=clock, policy=RetryPolicy(lease_seconds=30)
+    )
     first = rows(queued.database)[0]
     _move_due(queued.database, first.id, clock.now)
     assert dispatcher._claim(first.id) is not None  # a dispatcher took it and died before sending
@@ -132,7 +134,7 @@ def _move_due(database: Database, item_id: int, now: datetime) -> None:
 
 def test_outside_the_reply_window_a_reply_is_withheld_not_sent(queued) -> None:  # type: ignore[no-untyped-def]
     clock = Clock()
-    clock.now = datetime.now(timezone.utc) + timedelta(hours=25)  # the user wrote 25 hours ago
+    clock.now = datetime.now(UTC) + timedelta(hours=25)  # the user wrote 25 hours ago
     channel = RecordingChannel("console", capabilities=Capabilities(reply_window_hours=24))
     dispatcher = Dispatcher(queued.database, ChannelRegistry([channel]), clock=clock)
     first = rows(queued.database)[0]
@@ -173,17 +175,23 @@ def test_a_template_may_go_outside_the_reply_window(queued) -> None:  # type: ig
     from core.storage.models import Conversation
 
     # The two queued replies go first: a row waits behind earlier pending ones of its conversation.
-    asyncio.run(Dispatcher(queued.database, ChannelRegistry([RecordingChannel("console")])).dispatch([r.id for r in rows(queued.database)]))
+    asyncio.run(
+        Dispatcher(queued.database, ChannelRegistry([RecordingChannel("console")])).dispatch(
+            [r.id for r in rows(queued.database)]
+        )
+    )
     with queued.database.transaction() as session:
         conversation = session.scalars(select(Conversation)).one()
         [item_id] = write_outbound(
             session,
             conversation,
-            OutboundMessage("console", "user-1", "Your payout was sent.", template=Template("HX123", (("1", "R4,750.00"),))),
+            OutboundMessage(
+                "console", "user-1", "Your payout was sent.", template=Template("HX123", (("1", "R4,750.00"),))
+            ),
             capabilities=Capabilities(),
         )
     clock = Clock()
-    clock.now = datetime.now(timezone.utc) + timedelta(hours=30)
+    clock.now = datetime.now(UTC) + timedelta(hours=30)
     channel = RecordingChannel("console", capabilities=Capabilities(reply_window_hours=24))
     asyncio.run(Dispatcher(queued.database, ChannelRegistry([channel]), clock=clock).dispatch([item_id]))
     assert channel.sent[0].template == Template("HX123", (("1", "R4,750.00"),))
@@ -224,3 +232,37 @@ async def test_a_stop_while_the_lease_renewer_winds_down_still_stops_the_dispatc
         done, _pending = await asyncio.wait({task}, timeout=2)
         assert task in done, f"the cancellation after {turns} turns was swallowed"
         assert task.cancelled()
+
+
+def test_rows_leased_where_they_were_written_go_first_in_their_conversation_and_only_once(fake_bot) -> None:  # type: ignore[no-untyped-def]
+    from core.messages import InboundMessage
+
+    fake_bot.say("hello", send=False)  # an earlier reply of the same user, not sent yet
+    database = fake_bot.database
+    channel = RecordingChannel("console")
+    dispatcher = Dispatcher(database, ChannelRegistry([channel]))
+    accepted = fake_bot.inbox.receive(
+        InboundMessage(channel="console", user_id="user-1", provider_message_id="lease-1", text="when is my payout")
+    )
+    leased: list = []  # type: ignore[type-arg]
+    written = fake_bot.inbox.process(
+        accepted.message_id, written=lambda session, ids: leased.extend(dispatcher.lease(session, ids))
+    )
+    assert written and leased == []  # behind the earlier pending reply: not leased, left to dispatch
+    earlier = rows(database)[0]
+    assert asyncio.run(dispatcher.dispatch([earlier.id])) == 1
+
+    fake_bot.say("hi", user="user-2", send=False)  # a second user's first reply is first in line
+    accepted = fake_bot.inbox.receive(
+        InboundMessage(channel="console", user_id="user-3", provider_message_id="lease-2", text="hello")
+    )
+    leased.clear()
+    written = fake_bot.inbox.process(
+        accepted.message_id, written=lambda session, ids: leased.extend(dispatcher.lease(session, ids))
+    )
+    assert [item.id for item, _refusal in leased] == written[:1]
+    assert dispatcher._claim(written[0]) is None  # the lease holds: no other dispatcher takes it
+    assert asyncio.run(dispatcher.dispatch(written, leased=leased)) == len(written)
+    assert asyncio.run(dispatcher.dispatch(written)) == 0  # sent, never again
+    assert [row.status for row in rows(database) if row.id in written] == ["sent"] * len(written)
+    assert [message.user_id for message in channel.sent] == ["user-1", "user-3"]
