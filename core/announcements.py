@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from core import texts
 from core.channels import ChannelRegistry
-from core.inbox import open_conversation, write_outbound
+from core.conversation_rows import open_conversation, write_outbound
 from core.messages import Capabilities, OutboundMessage, Template
 from core.proactive import ANSWER_ONLY_CHANNELS, WINDOW_HOURS
 from core.storage.desk import Announcement

@@ -348,7 +348,7 @@ def _behind_a_pending_row() -> ColumnElement[bool]:
 
 _outbox = OutboxItem.__table__
 _earlier = _outbox.alias("earlier")
-# The statements of every send, built once with bound parameters (core.inbox says why).
+# The statements of every send, built once with bound parameters (core.conversation_rows says why).
 _LEASE = (
     update(_outbox)
     .where(

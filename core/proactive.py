@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from core import texts
 from core.channels import ChannelRegistry
-from core.inbox import open_conversation, write_outbound
+from core.conversation_rows import open_conversation, write_outbound
 from core.messages import Capabilities, OutboundMessage, Template
 from core.records import Change, Kind, Owner, PlatformRecord, Upserted, campaign, find, owner_of
 from core.status_answers import Clock, destination, money, title_of, words

@@ -28,8 +28,8 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from core.channels import ChannelRegistry
+from core.conversation_rows import write_outbound
 from core.conversations import bot_may_answer
-from core.inbox import write_outbound
 from core.intents import Intent, classify
 from core.messages import Capabilities, OutboundMessage
 from core.storage.database import Database

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from core import texts
 from core.channels import ChannelRegistry
-from core.inbox import find_or_add_identity, open_conversation, write_outbound
+from core.conversation_rows import find_or_add_identity, open_conversation, write_outbound
 from core.messages import OutboundMessage
 from core.records import Kind, Owner, PlatformRecord, normalise_phone, owned_records
 from core.storage.models import (

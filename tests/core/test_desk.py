@@ -9,6 +9,7 @@ import pytest
 
 from core import csat, incidents
 from core.channels import ChannelRegistry
+from core.conversation_rows import find_or_add_identity, open_conversation
 from core.desk import HumanDesk
 from core.desk_summary import mask_numbers
 from core.dialogue import Reply
@@ -21,7 +22,6 @@ from core.handoff import (
     open_ticket,
 )
 from core.hours import SupportHours
-from core.inbox import find_or_add_identity, open_conversation
 from core.sla import ServiceLevels
 from core.storage.database import Database
 from core.storage.models import Ticket

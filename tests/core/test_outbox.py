@@ -170,7 +170,7 @@ def test_a_delivery_report_is_recorded_on_the_row(queued) -> None:  # type: igno
 
 
 def test_a_template_may_go_outside_the_reply_window(queued) -> None:  # type: ignore[no-untyped-def]
-    from core.inbox import write_outbound
+    from core.conversation_rows import write_outbound
     from core.messages import OutboundMessage, Template
     from core.storage.models import Conversation
 

@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
+from core.conversation_rows import find_or_add_identity, open_conversation
 from core.handoff import HandoffRequest, open_ticket
 from core.hours import SupportHours
-from core.inbox import find_or_add_identity, open_conversation
 from core.sla import BREACH, REMINDER, ServiceLevels, add_open_time, describe, schedule
 from core.storage.database import Database
 from core.storage.desk import DeskPost, DeskTimer

@@ -1,0 +1,191 @@
+"""Conversation rows: a user's identity and contact, their current conversation, and the messages
+in it, inbound and outbound with the outbox rows that send them.
+
+Every message that comes in or goes out is written here, so rows are inserted with single
+statements built once with bound parameters, not through the ORM's unit of work: building a
+statement and its cache key costs more than executing it (bench/README.md, "Where the time goes").
+core.inbox stores and answers through these; the desk, status look-ups, announcements and
+proactive updates write their messages through `write_outbound`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import bindparam, insert, select
+from sqlalchemy.orm import Session
+
+from core.conversations import State
+from core.desk import resolved_ticket
+from core.messages import Capabilities, InboundMessage, OutboundMessage, Template
+from core.render import render
+from core.storage.models import ChannelIdentity, Contact, Conversation, Message, OutboxItem, utcnow
+
+_FIND = select(Message.id, Message.conversation_id).where(
+    Message.channel == bindparam("channel"), Message.provider_message_id == bindparam("provider_message_id")
+)
+_IDENTITY = select(ChannelIdentity).where(
+    ChannelIdentity.channel == bindparam("channel"), ChannelIdentity.user_id == bindparam("user_id")
+)
+_LATEST_CONVERSATION = (
+    select(Conversation)
+    .where(Conversation.identity_id == bindparam("identity_id"))
+    .order_by(Conversation.id.desc())
+    .limit(1)
+)
+_contacts, _identities = Contact.__table__, ChannelIdentity.__table__
+_conversations, _messages, _outbox = Conversation.__table__, Message.__table__, OutboxItem.__table__
+_INSERT_CONTACT = insert(_contacts).returning(_contacts.c.id)
+_INSERT_IDENTITY = insert(_identities).returning(_identities.c.id)
+_INSERT_CONVERSATION = insert(_conversations).returning(_conversations.c.id)
+_INSERT_MESSAGE = insert(_messages).returning(_messages.c.id)
+_INSERT_OUTBOX = insert(_outbox).returning(_outbox.c.id)
+
+
+def write_outbound(
+    session: Session,
+    conversation: Conversation,
+    message: OutboundMessage,
+    *,
+    capabilities: Capabilities,
+    author: str = "bot",
+    redacted: str | None = None,
+) -> list[int]:
+    """Record one outbound message and queue its rendered parts; the ids of the outbox rows.
+
+    With `redacted` the text is a secret (a one-time code): the message record keeps `redacted`
+    from the start, and each outbox row holds the secret only while it waits to be sent.
+    """
+    # Single INSERT statements, not the unit of work: every answer comes through here.
+    record_id = session.execute(
+        _INSERT_MESSAGE,
+        {
+            "conversation_id": conversation.id,
+            "direction": "out",
+            "author": author,
+            "channel": message.channel,
+            "text": message.text if redacted is None else redacted,
+            "options": [{"label": o.label, "value": o.value} for o in message.options],
+        },
+    ).scalar_one()
+    template = _template_record(message.template)
+    return [
+        session.execute(
+            _INSERT_OUTBOX,
+            {
+                "message_id": record_id,
+                "conversation_id": conversation.id,
+                "part": number,
+                "channel": message.channel,
+                "user_id": message.user_id,
+                "text": part.text,
+                "options": [{"label": o.label, "value": o.value} for o in part.options],
+                "template": template,
+                "after_send_text": redacted,
+            },
+        ).scalar_one()
+        for number, part in enumerate(render(message, capabilities), start=1)
+    ]
+
+
+def _template_record(template: Template | None) -> dict[str, object] | None:
+    if template is None:
+        return None
+    return {"content_id": template.content_id, "variables": [list(pair) for pair in template.variables]}
+
+
+def find_inbound(session: Session, message: InboundMessage) -> tuple[int, int] | None:
+    """The stored message's id and conversation id, if this message was received before."""
+    found = session.execute(
+        _FIND, {"channel": message.channel, "provider_message_id": message.provider_message_id}
+    ).first()
+    return (found[0], found[1]) if found is not None else None
+
+
+def store_inbound(session: Session, message: InboundMessage, *, now: datetime) -> tuple[int, int]:
+    """Store an inbound message (with its identity, contact and conversation if new): its id and
+    its conversation's. Rows are inserted with single statements, not through the unit of work:
+    this runs for every message that comes in."""
+    identity = session.scalars(_IDENTITY, {"channel": message.channel, "user_id": message.user_id}).first()
+    if identity is None:
+        conversation_id = _new_user(session, message)
+    else:
+        _seen(identity, message)
+        conversation_id = open_conversation(session, identity, now=now).id
+    message_id = session.execute(
+        _INSERT_MESSAGE,
+        {
+            "conversation_id": conversation_id,
+            "direction": "in",
+            "author": "user",
+            "channel": message.channel,
+            "provider_message_id": message.provider_message_id,
+            "text": message.text,
+            "attachments": [
+                {"url": a.url, "content_type": a.content_type, "name": a.name} for a in message.attachments
+            ],
+            "sent_at": message.sent_at,
+        },
+    ).scalar_one()
+    return message_id, conversation_id
+
+
+def _new_user(session: Session, message: InboundMessage) -> int:
+    """A contact, identity and conversation for someone who never wrote on this channel: the
+    conversation's id. A concurrent first message from them fails here on the unique identity."""
+    contact_id = session.execute(_INSERT_CONTACT, {"display_name": message.display_name}).scalar_one()
+    identity_id = session.execute(
+        _INSERT_IDENTITY,
+        {
+            "contact_id": contact_id,
+            "channel": message.channel,
+            "user_id": message.user_id,
+            "display_name": message.display_name,
+            "last_seen_at": message.sent_at,
+        },
+    ).scalar_one()
+    return session.execute(
+        _INSERT_CONVERSATION, {"contact_id": contact_id, "identity_id": identity_id, "channel": message.channel}
+    ).scalar_one()
+
+
+def find_or_add_identity(
+    session: Session, *, channel: str, user_id: str, display_name: str | None = None
+) -> ChannelIdentity:
+    """The identity for (`channel`, `user_id`), created with a new contact if there is none yet."""
+    query = select(ChannelIdentity).where(ChannelIdentity.channel == channel, ChannelIdentity.user_id == user_id)
+    identity = session.scalars(query).first()
+    if identity is None:
+        contact = Contact(display_name=display_name)
+        session.add(contact)
+        session.flush()
+        identity = ChannelIdentity(contact_id=contact.id, channel=channel, user_id=user_id, display_name=display_name)
+        session.add(identity)
+        session.flush()
+    return identity
+
+
+def _seen(identity: ChannelIdentity, message: InboundMessage) -> None:
+    """A known identity just wrote: when, that it can be reached again, and its current name."""
+    if identity.last_seen_at is None or message.sent_at > identity.last_seen_at:
+        identity.last_seen_at = message.sent_at
+    if identity.unreachable_at is not None:
+        identity.unreachable_at = None  # they just wrote to us, so they can be reached again
+    if message.display_name and message.display_name != identity.display_name:
+        identity.display_name = message.display_name
+
+
+def open_conversation(session: Session, identity: ChannelIdentity, *, now: datetime | None = None) -> Conversation:
+    """The identity's current conversation, or a new one when it has none or the last is resolved.
+
+    A conversation whose ticket was resolved within core.desk.REOPEN_WITHIN stays current: the user's next
+    message is their rating, or reopens the same ticket and thread (core.desk).
+    """
+    conversation = session.scalars(_LATEST_CONVERSATION, {"identity_id": identity.id}).first()
+    if conversation is None or (
+        conversation.state == State.RESOLVED.value and resolved_ticket(session, conversation, now or utcnow()) is None
+    ):
+        conversation = Conversation(contact_id=identity.contact_id, identity_id=identity.id, channel=identity.channel)
+        session.add(conversation)
+        session.flush()
+    return conversation
