@@ -1,54 +1,42 @@
-"""bench/load.py: its figures are computed as documented, and it runs end to end with tiny numbers."""
+"""bench/load.py and its modules: figures computed as documented, and an end-to-end run with tiny numbers."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+
+from bench import load, report
 
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "load.py"
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_load", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-load = _load()
-
-
 def test_percentiles_are_nearest_rank_and_a_failure_is_slower_than_any_answer() -> None:
     values = [float(n) for n in range(1, 101)]
-    assert load.percentile(values, 50) == 50.0
-    assert load.percentile(values, 99) == 99.0
-    assert load.percentile([], 99) is None
+    assert report.percentile(values, 50) == 50.0
+    assert report.percentile(values, 99) == 99.0
+    assert report.percentile([], 99) is None
     failed = [0.01] * 98 + [math.inf, math.inf]
-    assert load.ms(load.percentile(failed, 50)) == 10.0
-    assert load.ms(load.percentile(failed, 99)) is None  # shown as "failed", never as a fast figure
+    assert report.ms(report.percentile(failed, 50)) == 10.0
+    assert report.ms(report.percentile(failed, 99)) is None  # shown as "failed", never as a fast figure
 
 
 def test_verdicts_say_which_target_is_missed() -> None:
     args = load.parse_args(["--databases", "postgres"])
-    run = load.DatabaseRun("postgres", "postgresql+psycopg://postgres@127.0.0.1:1/x")
-    run.phases["bare"] = load.PhaseResult("bare", 1.0, throughput=1000.0)
-    run.phases["capacity"] = load.PhaseResult("capacity", 1.0, throughput=600.0)
-    run.phases["rate"] = load.PhaseResult("rate", 1.0, sent=10, webhook_p99_ms=None, e2e_p99_ms=120.0)
-    lines = load.verdicts([run], args)
+    run = report.DatabaseRun("postgres", "postgresql+psycopg://postgres@127.0.0.1:1/x")
+    run.phases["bare"] = report.PhaseResult("bare", 1.0, throughput=1000.0)
+    run.phases["capacity"] = report.PhaseResult("capacity", 1.0, throughput=600.0)
+    run.phases["rate"] = report.PhaseResult("rate", 1.0, sent=10, webhook_p99_ms=None, e2e_p99_ms=120.0)
+    lines = report.verdicts([run], args)
     assert "postgres: >= 500 messages/s per web process: met (600)" in lines
     assert "postgres: webhook p99 <= 50 ms at 200/s: NOT met (a failed webhook)" in lines
     assert "postgres: end-to-end p99 <= 500 ms at 200/s: met (120)" in lines
     assert "postgres: >= 0.25 of the bare endpoint's throughput: met (0.60)" in lines
-    assert "| bot / bare " in load.markdown([run], args)
+    assert "| bot / bare " in report.markdown([run], args)
 
 
 def test_the_benchmark_runs_end_to_end_with_tiny_numbers(tmp_path: Path, own_database_url: str) -> None:

@@ -1,0 +1,320 @@
+"""The benchmark's processes: free ports, a throwaway PostgreSQL cluster, and the children of one run
+(the fake provider, `saypro-bot run` and the bare endpoint), their environment, start, health check,
+stop and CPU time."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.common import (
+    HOST,
+    TELEGRAM_SECRET,
+    TELEGRAM_TOKEN,
+    TWILIO_ACCOUNT_SID,
+    TWILIO_AUTH_TOKEN,
+    TWILIO_SMS_NUMBER,
+    TWILIO_WHATSAPP_NUMBER,
+)
+
+# The entry point, which also serves the fake provider (--serve-fake) and the bare endpoint (--serve-bare).
+LOAD_SCRIPT = Path(__file__).resolve().with_name("load.py")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+def postgres_bindir() -> Path:
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+        key=lambda p: int(Path(p).parent.parent.name),
+    )
+    if not found:
+        raise SystemExit(
+            "bench: no PostgreSQL binaries under /usr/lib/postgresql/*/bin "
+            "(apt-get install -y postgresql), or pass --database-url"
+        )
+    return Path(found[-1]).parent
+
+
+class TempPostgres:
+    """initdb into a temporary directory, start on a free port of 127.0.0.1; `stop` deletes it all."""
+
+    def __init__(self, settings: list[str]) -> None:
+        self.bindir = postgres_bindir()
+        self.settings = settings
+        self.root = Path(tempfile.mkdtemp(prefix="saypro-bench-pg-"))
+        self.data = self.root / "data"
+        self.port = free_port()
+        self.started = False
+        self._as_postgres = os.geteuid() == 0  # initdb and postgres refuse to run as root
+        if self._as_postgres:
+            shutil.chown(self.root, "postgres", "postgres")
+        os.chmod(self.root, 0o700)
+
+    def _run(self, *args: str) -> None:
+        command = [str(self.bindir / args[0]), *args[1:]]
+        if self._as_postgres:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        done = subprocess.run(command, capture_output=True, timeout=120, cwd=self.root, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"bench: {args[0]} failed: {done.stderr.decode(errors='replace')[-2000:]}")
+
+    def start(self) -> str:
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
+        options = [
+            "-p",
+            str(self.port),
+            "-k",
+            str(self.root),
+            "-c",
+            f"listen_addresses={HOST}",
+            "-c",
+            "max_connections=200",
+        ]
+        for setting in self.settings:
+            options += ["-c", setting]
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.root / "postgres.log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            " ".join(options),
+            "start",
+        )
+        self.started = True
+        self._run(
+            "createdb",
+            "-h",
+            HOST,
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "saypro_bench",
+        )
+        return f"postgresql+psycopg://postgres@{HOST}:{self.port}/saypro_bench"
+
+    def stop(self) -> None:
+        try:
+            if self.started:
+                self._run(
+                    "pg_ctl",
+                    "-D",
+                    str(self.data),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "-t",
+                    "60",
+                    "stop",
+                )
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def stop_process(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM one child this run started (by its own handle), SIGKILL after 10 s."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def bot_command(explicit: str | None) -> list[str]:
+    if explicit:
+        return explicit.split()
+    beside = Path(sys.executable).parent / "saypro-bot"
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which("saypro-bot")
+    return [found] if found else [sys.executable, "-m", "bots.cli"]
+
+
+def bot_environment(
+    *, database_url: str, port: int, fake_port: int, knowledge_dir: str | None = None
+) -> dict[str, str]:
+    """This process's environment less any channel, database or key settings, plus the benchmark's."""
+    prefixes = (
+        "TELEGRAM_",
+        "TWILIO_",
+        "SLACK_",
+        "X_",
+        "SMTP_",
+        "SAYPRO_",
+        "KNOWLEDGE_",
+        "WHATSAPP_",
+    )
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(prefixes) and key not in ("DATABASE_URL", "PUBLIC_BASE_URL")
+    }
+    fake = f"http://{HOST}:{fake_port}"
+    env.update(
+        {
+            "DATABASE_URL": database_url,
+            # Twilio signs PUBLIC_BASE_URL + path, and the bot checks the signature against it.
+            "PUBLIC_BASE_URL": f"http://{HOST}:{port}",
+            "TELEGRAM_BOT_TOKEN": TELEGRAM_TOKEN,
+            "TELEGRAM_WEBHOOK_SECRET": TELEGRAM_SECRET,
+            "TELEGRAM_API_BASE_URL": f"{fake}/bot",
+            "TWILIO_ACCOUNT_SID": TWILIO_ACCOUNT_SID,
+            "TWILIO_AUTH_TOKEN": TWILIO_AUTH_TOKEN,
+            "TWILIO_SMS_NUMBER": TWILIO_SMS_NUMBER,
+            "TWILIO_WHATSAPP_NUMBER": TWILIO_WHATSAPP_NUMBER,
+            "TWILIO_API_BASE_URL": fake,
+            "PTB_TIMEDELTA": "true",
+        }
+    )
+    if knowledge_dir:
+        env["KNOWLEDGE_DIR"] = str(Path(knowledge_dir).resolve())
+    return env
+
+
+@dataclass
+class Children:
+    fake: subprocess.Popen[bytes]
+    bot: subprocess.Popen[bytes]
+    bare: subprocess.Popen[bytes]
+    fake_port: int
+    bot_port: int
+    bare_port: int
+
+    def stop(self) -> None:
+        for process in (self.bot, self.bare, self.fake):
+            stop_process(process)
+
+
+def start_children(database_url: str, args: argparse.Namespace, workdir: Path) -> Children:
+    """The fake, the bot and the bare endpoint, each answering /healthz; stopped again on failure."""
+    here = str(LOAD_SCRIPT)
+    fake_port, bot_port, bare_port = free_port(), free_port(), free_port()
+    logs = {
+        name: open(workdir / f"{name}.log", "ab")  # noqa: SIM115
+        for name in ("fake", "bot", "bare")
+    }
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        fake = subprocess.Popen(
+            [sys.executable, here, "--serve-fake", str(fake_port)],
+            stdout=subprocess.PIPE,
+            stderr=logs["fake"],
+        )
+        started.append(fake)
+        # The bot runs in the temporary directory, so a .env file of the checkout is not read.
+        bot = subprocess.Popen(
+            [
+                *bot_command(args.bot_command),
+                "run",
+                "--host",
+                HOST,
+                "--port",
+                str(bot_port),
+            ],
+            cwd=workdir,
+            stdout=logs["bot"],
+            stderr=subprocess.STDOUT,
+            env=bot_environment(
+                database_url=database_url, port=bot_port, fake_port=fake_port, knowledge_dir=args.knowledge_dir
+            ),
+        )
+        started.append(bot)
+        bare = subprocess.Popen(
+            [sys.executable, here, "--serve-bare", str(bare_port)],
+            cwd=workdir,
+            stdout=logs["bare"],
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, BENCH_BARE_ACCESS_LOG="1" if args.bare_access_log else "0"),
+        )
+        started.append(bare)
+        wait_http(
+            f"http://{HOST}:{fake_port}/healthz",
+            30,
+            fake,
+            "the fake provider",
+            workdir / "fake.log",
+        )
+        wait_http(
+            f"http://{HOST}:{bare_port}/healthz",
+            30,
+            bare,
+            "the bare endpoint",
+            workdir / "bare.log",
+        )
+        wait_http(
+            f"http://{HOST}:{bot_port}/healthz",
+            120,
+            bot,
+            "saypro-bot run",
+            workdir / "bot.log",
+        )
+    except BaseException:
+        for process in started:
+            stop_process(process)
+        raise
+    finally:
+        for log in logs.values():
+            log.close()
+    return Children(fake, bot, bare, fake_port, bot_port, bare_port)
+
+
+def wait_http(url: str, seconds: float, process: subprocess.Popen[bytes], what: str, log: Path) -> None:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+            raise SystemExit(f"bench: {what} exited with {process.returncode} before it answered\n{tail}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:  # 127.0.0.1 only
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"bench: {what} did not answer {url} within {seconds:.0f} s")
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds of a process so far, from /proc (Linux); this process's for None."""
+    if pid is None:
+        return time.process_time()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
