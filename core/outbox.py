@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, exists, func, or_, select, update
+from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, exists, func, or_, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, aliased
 
@@ -144,7 +144,7 @@ class Dispatcher:
         """Lease rows for sending in `session`, the transaction that wrote them, and say why each
         may not be sent (`_refusal`); hand them to `dispatch` once it has committed.
 
-        As `_claim` does, it leases a row only when it is the first pending one of its
+        As `_claim_checked` does, it leases a row only when it is the first pending one of its
         conversation: from the first row it cannot lease on (the second part of a reply, or a
         row behind an earlier reply not sent yet), the rest are left for `dispatch` to claim.
         """
@@ -156,13 +156,9 @@ class Dispatcher:
             claims.append((item, self._refusal_in(session, item, self._window(item))))
         return claims
 
-    def _claim(self, item_id: int) -> OutboxItem | None:
-        """Lease this row if it is due and first in its conversation; the row, detached, or None."""
-        with self.database.transaction() as session:
-            return self._lease(session, item_id)
-
     def _claim_checked(self, item_id: int) -> tuple[OutboxItem, str | None] | None:
-        """`_claim`, and in the same transaction why the row may not be sent (`_refusal`)."""
+        """Lease this row if it is pending and first in its conversation (`_lease`), and in the same
+        transaction say why it may not be sent (`_refusal`); the row, detached, or None."""
         with self.database.transaction() as session:
             item = self._lease(session, item_id)
             if item is None:
@@ -330,7 +326,7 @@ class Dispatcher:
         )
 
 
-def _lease_free(now: datetime) -> ColumnElement[bool]:
+def _lease_free(now: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
     """No lease on the row, or one that has run out."""
     return or_(OutboxItem.leased_until.is_(None), OutboxItem.leased_until < now)
 
@@ -347,22 +343,19 @@ def _behind_a_pending_row() -> ColumnElement[bool]:
 
 
 _outbox = OutboxItem.__table__
-_earlier = _outbox.alias("earlier")
 # The statements of every send, built once with bound parameters (core.conversation_rows says why).
+# A lease: the same conditions as a due row's claim (`_due_query`), on one row.
 _LEASE = (
-    update(_outbox)
+    update(OutboxItem)
     .where(
-        _outbox.c.id == bindparam("item_id"),
-        _outbox.c.status == "pending",
-        or_(_outbox.c.leased_until.is_(None), _outbox.c.leased_until < bindparam("now")),
-        ~exists().where(
-            _earlier.c.conversation_id == _outbox.c.conversation_id,
-            _earlier.c.status == "pending",
-            _earlier.c.id < _outbox.c.id,
-        ),
+        OutboxItem.id == bindparam("item_id"),
+        OutboxItem.status == "pending",
+        _lease_free(bindparam("now")),
+        ~_behind_a_pending_row(),
     )
     .values(leased_until=bindparam("lease"))
     .returning(*_outbox.c)
+    .execution_options(synchronize_session=False)
 )
 _REACH = select(ChannelIdentity.unreachable_at, ChannelIdentity.last_seen_at).where(
     ChannelIdentity.channel == bindparam("channel"), ChannelIdentity.user_id == bindparam("user_id")

@@ -111,7 +111,7 @@ def test_a_leased_row_is_not_sent_twice_until_the_lease_expires(queued) -> None:
     )
     first = rows(queued.database)[0]
     _move_due(queued.database, first.id, clock.now)
-    assert dispatcher._claim(first.id) is not None  # a dispatcher took it and died before sending
+    assert dispatcher._claim_checked(first.id) is not None  # a dispatcher took it and died before sending
     assert asyncio.run(dispatcher.dispatch([first.id])) == 0
     clock.advance(31)
     assert asyncio.run(dispatcher.dispatch([first.id])) == 1
@@ -261,7 +261,7 @@ def test_rows_leased_where_they_were_written_go_first_in_their_conversation_and_
         accepted.message_id, written=lambda session, ids: leased.extend(dispatcher.lease(session, ids))
     )
     assert [item.id for item, _refusal in leased] == written[:1]
-    assert dispatcher._claim(written[0]) is None  # the lease holds: no other dispatcher takes it
+    assert dispatcher._claim_checked(written[0]) is None  # the lease holds: no other dispatcher takes it
     assert asyncio.run(dispatcher.dispatch(written, leased=leased)) == len(written)
     assert asyncio.run(dispatcher.dispatch(written)) == 0  # sent, never again
     assert [row.status for row in rows(database) if row.id in written] == ["sent"] * len(written)
