@@ -28,7 +28,17 @@ _CACHE_VERSION = "1"
 
 
 class Embedder(Protocol):
-    """Turns texts into unit-length vectors; `key` names the model for caching."""
+    """Turns texts into unit-length vectors; `key` names the model for caching.
+
+    How the matcher uses it: only from `min_examples` training examples up (below, too few held-out
+    queries to learn what its scores are worth); above `nearest_limit` examples (None: no limit) the
+    nearest-example score is read for the candidates alone; with `reads_respelled` it is given the
+    query after typo correction (an embedder that reads words one by one), else as typed.
+    """
+
+    min_examples: int
+    nearest_limit: int | None
+    reads_respelled: bool
 
     @property
     def key(self) -> str: ...
@@ -89,6 +99,10 @@ class EmbeddingCache:
 
 class SentenceEmbedder:
     """A sentence-transformers model by name or local path, loaded on first use, with a vector cache."""
+
+    min_examples = 0
+    nearest_limit: int | None = None
+    reads_respelled = False  # a sentence model reads the query as typed
 
     def __init__(self, model: str, *, cache: EmbeddingCache | None = None, batch_size: int = 64) -> None:
         self.model = model

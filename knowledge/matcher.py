@@ -303,13 +303,13 @@ class Matcher:
         context_texts = [t for t, _ in pairs]
         # an embedder may ask for a minimum of examples (the light mode's static vectors: below it,
         # too few held-out queries to learn what their scores are worth, and the lexical scorers do better)
-        wanted = self.embedder is not None and len(clean) >= getattr(self.embedder, "min_examples", 0)
+        wanted = self.embedder is not None and len(clean) >= self.embedder.min_examples
         self._embedder = self.embedder if wanted else None
         # An embedder may limit how many examples the nearest-example score ranks every label over
         # (the static vectors: above it, reading every example's vector costs more than the query
         # itself); beyond it that score is read for the candidates alone. Decided once per fit, so
         # every held-out model gives the calibrator the same columns.
-        limit = getattr(self._embedder, "nearest_limit", None)
+        limit = self._embedder.nearest_limit if self._embedder is not None else None
         self._nearest_all = limit is None or len(y) <= limit
         vectors = self._embedder.encode(clean + context_texts) if self._embedder is not None else None
         data = _Data(clean, y, vectors[: len(clean)] if vectors is not None else None)
@@ -339,8 +339,8 @@ class Matcher:
         if self._embedder is not None:
             # an embedder that reads words one by one (the static vectors) gets the query with its
             # typos corrected, as the lexical scorers read it; a sentence model reads it as typed
-            respell = getattr(self._embedder, "reads_respelled", False)
-            vector = self._embedder.encode_one(self._base.respell(query) if respell else query)
+            respelled = self._base.respell(query) if self._embedder.reads_respelled else query
+            vector = self._embedder.encode_one(respelled)
         top, rows = self._base.candidates(query, vector)
         probs = self._calibrator.probabilities(rows)
         order = np.argsort(-probs, kind="stable")[: self.max_candidates]

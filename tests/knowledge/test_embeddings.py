@@ -35,6 +35,9 @@ class HashedWords:
     """A stand-in embedder: each word hashed to a direction, summed and normalised; counts what it encodes."""
 
     key = "hashed-words"
+    min_examples = 0
+    nearest_limit = None
+    reads_respelled = False
 
     def __init__(self) -> None:
         self.encoded = 0
