@@ -13,7 +13,9 @@ import itertools
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -48,6 +50,16 @@ class SharedChannel:
                 (message.conversation_id or 0, message.text, started, time.monotonic())
             )
             return Receipt(provider_message_id=f"r{len(self.sends)}")
+
+
+def at_once(calls: list[Callable[[], object]]) -> None:
+    """Each call in a thread of its own (another process, as far as the database can tell): all
+    started before any is waited for."""
+    threads = [threading.Thread(target=call) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def queue(fake_bot, users: int, per_user: int) -> None:  # type: ignore[no-untyped-def]
@@ -89,11 +101,7 @@ def run_dispatchers(
         finally:
             database.dispose()
 
-    threads = [threading.Thread(target=one) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    at_once([one] * count)
 
 
 def statuses(database: Database) -> Counter[str]:
@@ -184,11 +192,7 @@ def test_one_of_many_processes_gets_a_new_pollers_lease(
             lease_cursor(own, "x-dm", owner=f"process-{id(own)}", seconds=60)
         )
 
-    threads = [threading.Thread(target=take, args=(own,)) for own in engines]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    at_once([partial(take, own) for own in engines])
     for own in engines:
         own.dispose()
     assert sorted(results) == [False] * 5 + [True]
@@ -218,11 +222,7 @@ def fire_together(
         finally:
             own.dispose()
 
-    threads = [threading.Thread(target=one) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    at_once([one] * count)
     return results
 
 
@@ -287,11 +287,7 @@ def test_the_weekly_report_scheduled_by_every_process_is_one_timer_fired_once(
         barrier.wait()
         Timers(own, {}).schedule_weekly(weekly, zone, sunday)
 
-    threads = [threading.Thread(target=schedule, args=(own,)) for own in engines]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    at_once([partial(schedule, own) for own in engines])
     for own in engines:
         own.dispose()
     with database.sessions() as session:
