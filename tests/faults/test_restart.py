@@ -52,6 +52,11 @@ def telegram_update(update_id: int, chat: int, text: str) -> dict[str, object]:
     }
 
 
+def one_user(web: str) -> Load:
+    """Load from one user, one message at a time, never delivered twice: the test sends each itself."""
+    return Load(webs=[web], users=1, messages=1, public_base_url=PUBLIC_BASE_URL, duplicate_share=0)
+
+
 def test_queued_replies_the_poll_cursor_and_a_pending_code_survive_a_restart_of_every_process(
     cluster: Cluster, provider: FaultyProvider, shared_database: Database
 ) -> None:
@@ -60,13 +65,7 @@ def test_queued_replies_the_poll_cursor_and_a_pending_code_survive_a_restart_of_
     )  # getUpdates: a cursor to keep
     web, worker = cluster.web("web"), cluster.worker("worker")
     cluster.start(web, worker)
-    load = Load(
-        webs=[web.url],
-        users=1,
-        messages=1,
-        public_base_url=PUBLIC_BASE_URL,
-        duplicate_share=0,
-    )
+    load = one_user(web.url)
 
     # A status question on Telegram, from someone other than the record's phone: a code goes by SMS.
     verifying = VERIFICATION and _push_records(web.url, phone="+27831110000")
@@ -171,13 +170,7 @@ def test_service_level_timers_fire_once_after_a_restart_of_every_process(
         )
         web, worker = cluster.web("web"), cluster.worker("worker")
         cluster.start(web, worker)
-        load = Load(
-            webs=[web.url],
-            users=1,
-            messages=1,
-            public_base_url=PUBLIC_BASE_URL,
-            duplicate_share=0,
-        )
+        load = one_user(web.url)
         asyncio.run(
             load.run_one(
                 Sent(
