@@ -12,6 +12,7 @@ import ipaddress
 import os
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -100,12 +101,21 @@ def own_database_url(tmp_path: Path, postgres: PostgresServer | None) -> Iterato
     postgres.drop_database(url)
 
 
+@contextmanager
+def migrated(url: str) -> Iterator[Database]:
+    """The database at `url`, upgraded to the latest migration, disposed of afterwards."""
+    db = Database.from_url(url)
+    db.upgrade()
+    try:
+        yield db
+    finally:
+        db.dispose()
+
+
 @pytest.fixture()
 def database(database_url: str) -> Iterator[Database]:
-    db = Database.from_url(database_url)
-    db.upgrade()
-    yield db
-    db.dispose()
+    with migrated(database_url) as db:
+        yield db
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from core.storage.database import Database
+from tests.conftest import migrated
 from tests.faults.cluster import Cluster
 from tests.faults.provider import FaultyProvider, twilio_env
 
@@ -36,10 +37,8 @@ def provider() -> Iterator[FaultyProvider]:
 @pytest.fixture()
 def shared_database(own_database_url: str) -> Iterator[Database]:
     """The test's own database (migrated), as the test process sees it beside the bot's processes."""
-    database = Database.from_url(own_database_url)
-    database.upgrade()
-    yield database
-    database.dispose()
+    with migrated(own_database_url) as database:
+        yield database
 
 
 @pytest.fixture()
