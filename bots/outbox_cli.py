@@ -28,7 +28,7 @@ def list_dead(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Dead-lettered replies, oldest first: id, channel, user (last digits), attempts, last error."""
-    from core.outbox import dead_letters
+    from core.deliveries import dead_letters
 
     logs.configure("WARNING")
     with _database() as database:
@@ -54,7 +54,7 @@ def retry(
     send: Annotated[bool, typer.Option(help="Send them from this command now, instead of leaving them to `run` or `worker`.")] = False,
 ) -> None:
     """Queue dead-lettered replies again with fresh attempts; the running dispatcher sends them."""
-    from core.outbox import requeue_dead
+    from core.deliveries import requeue_dead
 
     logs.configure("WARNING")
     with _database() as database:

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session, aliased
 
 from core import metrics
 from core.channels import ChannelRegistry
+from core.deliveries import mark_unreachable
 from core.errors import ChannelError, PermanentChannelError, TransientChannelError
 from core.messages import Option, OutboundMessage, Receipt, Template
 from core.storage.database import Database
@@ -312,7 +313,7 @@ class Dispatcher:
             if isinstance(error, PermanentChannelError) or row.attempts >= self.policy.max_attempts:
                 row.status = "dead"
                 if isinstance(error, PermanentChannelError) and error.unreachable:
-                    _mark_unreachable(session, item.channel, item.user_id, self.clock())
+                    mark_unreachable(session, item.channel, item.user_id, self.clock())
             else:
                 retry_after = error.retry_after if isinstance(error, TransientChannelError) else None
                 row.next_attempt_at = self.clock() + timedelta(
@@ -380,81 +381,3 @@ def _template(record: dict[str, Any] | None) -> Template | None:
     if not record:
         return None
     return Template(record["content_id"], tuple((str(k), str(v)) for k, v in record.get("variables", [])))
-
-
-def _mark_unreachable(session: Session, channel: str, user_id: str, when: datetime) -> None:
-    session.execute(
-        update(ChannelIdentity)
-        .where(ChannelIdentity.channel == channel, ChannelIdentity.user_id == user_id)
-        .values(unreachable_at=when)
-    )
-
-
-# Delivery reports can arrive out of order (Twilio may report "sent" after "delivered"): a report
-# never moves a row back to an earlier stage. Final outcomes share the top rank.
-_DELIVERY_STAGE = {
-    "accepted": 0,
-    "queued": 1,
-    "sending": 2,
-    "sent": 3,
-    "delivered": 4,
-    "read": 5,
-    "undelivered": 4,
-    "failed": 4,
-    "canceled": 4,
-}
-
-
-def record_delivery(
-    database: Database, *, channel: str, receipt_id: str, status: str, unreachable: bool = False
-) -> bool:
-    """Note the provider's later word on a sent message (delivered, failed...); False if unknown.
-
-    With `unreachable`, the report says the user cannot be reached (unsubscribed, invalid number),
-    and the identity is marked so in the same transaction.
-    """
-    with database.transaction() as session:
-        row = session.scalars(
-            select(OutboxItem).where(OutboxItem.channel == channel, OutboxItem.receipt_id == receipt_id)
-        ).first()
-        if row is None:
-            return False
-        current = _DELIVERY_STAGE.get(row.delivery_status or "", -1)
-        if _DELIVERY_STAGE.get(status, current) >= current:
-            row.delivery_status = status[:32]
-        if unreachable:
-            _mark_unreachable(session, row.channel, row.user_id, utcnow())
-        return True
-
-
-def dead_letters(database: Database, *, channel: str | None = None, limit: int = 100) -> list[OutboxItem]:
-    """Rows the dispatcher gave up on, oldest first (detached, for reading)."""
-    query = select(OutboxItem).where(OutboxItem.status == "dead").order_by(OutboxItem.id).limit(limit)
-    if channel is not None:
-        query = query.where(OutboxItem.channel == channel)
-    with database.sessions() as session:
-        rows = list(session.scalars(query))
-        session.expunge_all()
-        return rows
-
-
-def requeue_dead(
-    database: Database, *, ids: Sequence[int] = (), channel: str | None = None, now: datetime | None = None
-) -> list[int]:
-    """Put dead rows back in the queue with a fresh count of attempts; the ids queued again.
-
-    All dead rows, or only those with these `ids` or on this `channel`. A row that carried a
-    one-time code is left dead: its text is already redacted, and the user asks for a new code.
-    """
-    query = select(OutboxItem).where(OutboxItem.status == "dead", OutboxItem.after_send_text.is_(None))
-    if ids:
-        query = query.where(OutboxItem.id.in_(list(ids)))
-    if channel is not None:
-        query = query.where(OutboxItem.channel == channel)
-    when = now or utcnow()
-    with database.transaction() as session:
-        rows = list(session.scalars(query.order_by(OutboxItem.id).with_for_update()))
-        for row in rows:
-            row.status, row.attempts, row.next_attempt_at, row.leased_until = "pending", 0, when, None
-            row.last_error = f"queued again after: {row.last_error or 'no error recorded'}"[:500]
-        return [row.id for row in rows]

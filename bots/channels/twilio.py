@@ -14,8 +14,8 @@ from adapters.twilio import EMPTY_TWIML, DeliveryReport, TwilioChannel, build_cl
 from bots.intake import take_in, verified
 from bots.plugins import ChannelPlugin, ChannelStatus, missing
 from bots.settings import Settings
+from core.deliveries import record_delivery
 from core.errors import InboundRejected
-from core.outbox import record_delivery
 
 log = logging.getLogger(__name__)
 

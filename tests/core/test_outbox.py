@@ -9,9 +9,10 @@ import pytest
 from sqlalchemy import select
 
 from core.channels import ChannelRegistry
+from core.deliveries import record_delivery
 from core.errors import PermanentChannelError, TransientChannelError
 from core.messages import Capabilities
-from core.outbox import Dispatcher, RetryPolicy, record_delivery
+from core.outbox import Dispatcher, RetryPolicy
 from core.storage.database import Database
 from core.storage.models import OutboxItem
 from tests.fakes.channels import RecordingChannel
