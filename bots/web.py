@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from anyio import to_thread
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -24,6 +25,11 @@ from bots.worker import run_forever
 from core.storage.models import OutboxItem
 
 log = logging.getLogger(__name__)
+# Threads for the web process's blocking work (database transactions, mostly), instead of
+# anyio's default of 40: they take turns on one interpreter lock, and 40 of them under a burst
+# spent more time handing it over than working (bench/README.md has the figures). A handful
+# keeps the database busy, since a thread waiting for it lets another run.
+WEB_THREADS = 8
 
 
 def create_app(services: Services, *, background: bool = True) -> FastAPI:
@@ -31,6 +37,7 @@ def create_app(services: Services, *, background: bool = True) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        to_thread.current_default_thread_limiter().total_tokens = WEB_THREADS
         tasks = []
         if background:
             tasks.append(asyncio.create_task(run_forever(services.inbox, services.dispatcher)))

@@ -6,10 +6,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from anyio import to_thread
 from sqlalchemy import func, select
 
 from bots.settings import load_settings
-from bots.web import create_app
+from bots.web import WEB_THREADS, create_app
 from bots.wiring import Services, build
 from core.storage.models import Message
 from tests.fakes.knowledge import FakeKnowledge
@@ -138,3 +139,10 @@ async def test_awkward_messages_get_a_clear_answer(
     assert expected in response.json()["replies"][0]["text"]
     with services.database.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Message).where(Message.direction == "in")) == 1
+
+
+async def test_the_app_runs_its_blocking_work_on_a_few_threads(services: Services) -> None:
+    app = create_app(services, background=False)
+    assert to_thread.current_default_thread_limiter().total_tokens == 40  # anyio's default, before
+    async with app.router.lifespan_context(app):
+        assert to_thread.current_default_thread_limiter().total_tokens == WEB_THREADS
