@@ -63,7 +63,7 @@ if ROOT not in sys.path:
 from bench.common import TARGETS
 from bench.fake_provider import serve_bare, serve_fake
 from bench.report import DatabaseRun, environment, markdown, print_table, verdicts
-from bench.traffic import run_database
+from bench.runs import run_database
 
 # ------------------------------------------------------------------------------------------------
 # Command line
