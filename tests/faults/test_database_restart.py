@@ -96,7 +96,7 @@ def test_webhooks_answer_503_while_postgres_is_away_and_the_bot_recovers_by_itse
     assert (probe.status_code, health.status_code) == (503, 503)
     assert outcome.statuses[503] + outcome.statuses[0] > 0  # the generator met the outage and retried
     assert outcome.failed == []
-    assert recovered < 10  # "within seconds": the pools reconnect on their own (pool_pre_ping)
+    assert recovered < 10  # "within seconds": the pools reconnect on their own (core.storage.database)
     check_stored_once(ledger, outcome.messages)
     check_answered_in_order(ledger)
     check_delivered_once(ledger, provider)
