@@ -68,7 +68,9 @@ class SmtpChannel:
     name = "email"
     capabilities = Capabilities()
 
-    def __init__(self, server: SmtpServer, *, sender: str, subject: str = DEFAULT_SUBJECT, timeout: float = 20.0) -> None:
+    def __init__(
+        self, server: SmtpServer, *, sender: str, subject: str = DEFAULT_SUBJECT, timeout: float = 20.0
+    ) -> None:
         self.server = server
         self.sender = sender
         self.subject = subject
@@ -110,7 +112,9 @@ class SmtpChannel:
                 client.starttls(context=context)
                 client.ehlo()
             elif not server.tls and server.username and not server.is_local:
-                raise PermanentChannelError("the mail server offers no STARTTLS: not sending SMTP_URL's password in clear")
+                raise PermanentChannelError(
+                    "the mail server offers no STARTTLS: not sending SMTP_URL's password in clear"
+                )
             if server.username and server.password:
                 client.login(server.username, server.password)
         except BaseException:

@@ -173,7 +173,11 @@ def message_from_event(event: Mapping[str, Any]) -> InboundMessage | None:
     if not (isinstance(user, str) and user and isinstance(channel, str) and channel and isinstance(ts, str) and ts):
         return None
     profile = event.get("user_profile")
-    name = _string(profile.get("display_name")) or _string(profile.get("real_name")) if isinstance(profile, Mapping) else None
+    name = (
+        _string(profile.get("display_name")) or _string(profile.get("real_name"))
+        if isinstance(profile, Mapping)
+        else None
+    )
     return InboundMessage(
         channel=NAME,
         user_id=user,

@@ -43,31 +43,117 @@ _AYANDA = {"name": "Ayanda Nkosi", "email": "ayanda@example.org"}
 
 def demo_records(today: datetime) -> list[tuple[Kind, str, dict[str, Any]]]:
     """The demo set as platform bodies; `today` is a fixed time of the day they are dated from."""
+
     def day(offset: int) -> str:
         return (today + timedelta(days=offset)).isoformat()
 
     stamp = {"updated_at": day(0)}
     return [
-        (Kind.CAMPAIGN, "SP-CAMP-DEMO1", {"title": "Clean Water Gqeberha", "status": "ended", "currency": "ZAR",
-                                          "amount_raised": "5000.00", "organiser": _THANDI, **stamp}),
-        (Kind.CAMPAIGN, "SP-CAMP-DEMO2", {"title": "Books for Soweto Readers", "status": "ended", "currency": "ZAR",
-                                          "amount_raised": "12400.00", "organiser": _THANDI, **stamp}),
-        (Kind.CAMPAIGN, "SP-CAMP-DEMO3", {"title": "Eastern Cape Flood Relief", "status": "cancelled",
-                                          "currency": "ZAR", "amount_raised": "3100.00", "organiser": _SIPHO, **stamp}),
-        (Kind.DISBURSEMENT, "SP-PAY-DEMO1", {"campaign": "SP-CAMP-DEMO1", "amount": "5000.00", "fees": "250.00",
-                                             "currency": "ZAR", "method": "bank_transfer", "destination_last4": "4821",
-                                             "status": "sent", "expected_at": day(-1), "paid_at": day(-1), **stamp}),
-        (Kind.DISBURSEMENT, "SP-PAY-DEMO2", {"campaign": "SP-CAMP-DEMO2", "amount": "12400.00", "fees": "620.00",
-                                             "currency": "ZAR", "method": "bank_transfer", "destination_last4": "0937",
-                                             "status": "failed", "expected_at": day(-2),
-                                             "failure_reason": "the bank rejected the account number", **stamp}),
-        (Kind.CONTRIBUTION, "SP-DON-DEMO1", {"campaign": "SP-CAMP-DEMO3", "amount": "500.00", "currency": "ZAR",
-                                             "status": "succeeded", "backer": _LERATO, **stamp}),
-        (Kind.CONTRIBUTION, "SP-DON-DEMO2", {"campaign": "SP-CAMP-DEMO1", "amount": "250.00", "currency": "ZAR",
-                                             "status": "refunded", "backer": _LERATO, **stamp}),
-        (Kind.REGISTRATION, "SP-ENTRY-DEMO1", {"contest": "SayPro Youth Innovation Challenge 2026", "status": "confirmed",
-                                               "fee_status": "paid", "submission_status": "under_review",
-                                               "deadline": day(10), "participant": _AYANDA, **stamp}),
+        (
+            Kind.CAMPAIGN,
+            "SP-CAMP-DEMO1",
+            {
+                "title": "Clean Water Gqeberha",
+                "status": "ended",
+                "currency": "ZAR",
+                "amount_raised": "5000.00",
+                "organiser": _THANDI,
+                **stamp,
+            },
+        ),
+        (
+            Kind.CAMPAIGN,
+            "SP-CAMP-DEMO2",
+            {
+                "title": "Books for Soweto Readers",
+                "status": "ended",
+                "currency": "ZAR",
+                "amount_raised": "12400.00",
+                "organiser": _THANDI,
+                **stamp,
+            },
+        ),
+        (
+            Kind.CAMPAIGN,
+            "SP-CAMP-DEMO3",
+            {
+                "title": "Eastern Cape Flood Relief",
+                "status": "cancelled",
+                "currency": "ZAR",
+                "amount_raised": "3100.00",
+                "organiser": _SIPHO,
+                **stamp,
+            },
+        ),
+        (
+            Kind.DISBURSEMENT,
+            "SP-PAY-DEMO1",
+            {
+                "campaign": "SP-CAMP-DEMO1",
+                "amount": "5000.00",
+                "fees": "250.00",
+                "currency": "ZAR",
+                "method": "bank_transfer",
+                "destination_last4": "4821",
+                "status": "sent",
+                "expected_at": day(-1),
+                "paid_at": day(-1),
+                **stamp,
+            },
+        ),
+        (
+            Kind.DISBURSEMENT,
+            "SP-PAY-DEMO2",
+            {
+                "campaign": "SP-CAMP-DEMO2",
+                "amount": "12400.00",
+                "fees": "620.00",
+                "currency": "ZAR",
+                "method": "bank_transfer",
+                "destination_last4": "0937",
+                "status": "failed",
+                "expected_at": day(-2),
+                "failure_reason": "the bank rejected the account number",
+                **stamp,
+            },
+        ),
+        (
+            Kind.CONTRIBUTION,
+            "SP-DON-DEMO1",
+            {
+                "campaign": "SP-CAMP-DEMO3",
+                "amount": "500.00",
+                "currency": "ZAR",
+                "status": "succeeded",
+                "backer": _LERATO,
+                **stamp,
+            },
+        ),
+        (
+            Kind.CONTRIBUTION,
+            "SP-DON-DEMO2",
+            {
+                "campaign": "SP-CAMP-DEMO1",
+                "amount": "250.00",
+                "currency": "ZAR",
+                "status": "refunded",
+                "backer": _LERATO,
+                **stamp,
+            },
+        ),
+        (
+            Kind.REGISTRATION,
+            "SP-ENTRY-DEMO1",
+            {
+                "contest": "SayPro Youth Innovation Challenge 2026",
+                "status": "confirmed",
+                "fee_status": "paid",
+                "submission_status": "under_review",
+                "deadline": day(10),
+                "participant": _AYANDA,
+                **stamp,
+            },
+        ),
     ]
 
 

@@ -17,18 +17,14 @@ from core.errors import ConfigurationError
 if TYPE_CHECKING:
     from knowledge.evaluation import LabelledRow, Progress
 
-knowledge_app = typer.Typer(
-    help="Check and measure the FAQ matcher.", no_args_is_help=True
-)
+knowledge_app = typer.Typer(help="Check and measure the FAQ matcher.", no_args_is_help=True)
 
 
 @knowledge_app.command("eval")
 def knowledge_eval(
     file: Annotated[
         Path,
-        typer.Argument(
-            exists=True, dir_okay=False, help="CSV with columns text,topic."
-        ),
+        typer.Argument(exists=True, dir_okay=False, help="CSV with columns text,topic."),
     ],
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -60,9 +56,7 @@ def knowledge_bench(
         Path | None,
         typer.Option("--train", help="Training CSV: text and one label column."),
     ] = None,
-    test: Annotated[
-        Path | None, typer.Option("--test", help="Test CSV, never learnt from.")
-    ] = None,
+    test: Annotated[Path | None, typer.Option("--test", help="Test CSV, never learnt from.")] = None,
     shots: Annotated[
         int | None,
         typer.Option("--shots", min=1, help="Keep the first N rows of each label."),
@@ -169,9 +163,7 @@ def _progress_bar() -> Iterator[Progress | None]:
                         completed=bar.tasks[other].total or 1,
                         total=bar.tasks[other].total or 1,
                     )
-                tasks[phase] = bar.add_task(
-                    "fitting" if phase == "fit" else "scoring", total=total
-                )
+                tasks[phase] = bar.add_task("fitting" if phase == "fit" else "scoring", total=total)
             bar.update(tasks[phase], completed=done)
 
         yield report

@@ -34,8 +34,14 @@ def list_dead(
     with _database() as database:
         rows = dead_letters(database, channel=channel, limit=limit)
     listed = [
-        {"id": row.id, "channel": row.channel, "user": _masked(row.user_id), "attempts": row.attempts,
-         "last_error": row.last_error, "created_at": row.created_at.isoformat()}
+        {
+            "id": row.id,
+            "channel": row.channel,
+            "user": _masked(row.user_id),
+            "attempts": row.attempts,
+            "last_error": row.last_error,
+            "created_at": row.created_at.isoformat(),
+        }
         for row in rows
     ]
     if as_json:
@@ -44,14 +50,18 @@ def list_dead(
     if not listed:
         typer.echo("no dead-lettered replies")
     for row in listed:
-        typer.echo(f"{row['id']:>8}  {row['channel']:<9} {row['user']:<10} tries {row['attempts']:<3} {row['last_error'] or ''}")
+        typer.echo(
+            f"{row['id']:>8}  {row['channel']:<9} {row['user']:<10} tries {row['attempts']:<3} {row['last_error'] or ''}"
+        )
 
 
 @outbox_app.command("retry")
 def retry(
     ids: Annotated[list[int] | None, typer.Argument(help="Row ids (from `outbox list`); none: every dead row.")] = None,
     channel: Annotated[str | None, typer.Option(help="Only this channel.")] = None,
-    send: Annotated[bool, typer.Option(help="Send them from this command now, instead of leaving them to `run` or `worker`.")] = False,
+    send: Annotated[
+        bool, typer.Option(help="Send them from this command now, instead of leaving them to `run` or `worker`.")
+    ] = False,
 ) -> None:
     """Queue dead-lettered replies again with fresh attempts; the running dispatcher sends them."""
     from core.deliveries import requeue_dead

@@ -15,12 +15,18 @@ def print_report(figures: dict[str, Any], *, days: int, console: Console | None 
         volume.add_column(column)
     for channel, counts in figures["volume"].items():
         volume.add_row(
-            channel, str(counts["conversations"]), str(counts["tickets"]), str(counts["messages_in"]), str(counts["messages_out"])
+            channel,
+            str(counts["conversations"]),
+            str(counts["tickets"]),
+            str(counts["messages_in"]),
+            str(counts["messages_out"]),
         )
     console.print(volume)
     containment = figures["bot_containment"]
     console.print(f"Bot containment: {_percent(containment)} of {figures['conversations']} conversations")
-    console.print("Tickets: " + (", ".join(f"{status} {count}" for status, count in figures["tickets"].items()) or "none"))
+    console.print(
+        "Tickets: " + (", ".join(f"{status} {count}" for status, count in figures["tickets"].items()) or "none")
+    )
     console.print(_times(figures))
     csat = figures["csat"]
     console.print(
@@ -28,7 +34,10 @@ def print_report(figures: dict[str, Any], *, days: int, console: Console | None 
         f"SLA breaches: {figures['sla_breaches']}; CSAT: {_percent(csat['satisfied'])} 4 or 5, "
         f"mean {csat['mean'] if csat['mean'] is not None else 'n/a'} ({csat['responses']} ratings)"
     )
-    for title, key, label in (("Top FAQ topics", "top_faq_topics", "topic"), ("Not answered by the bot", "top_unanswered", "question")):
+    for title, key, label in (
+        ("Top FAQ topics", "top_faq_topics", "topic"),
+        ("Not answered by the bot", "top_unanswered", "question"),
+    ):
         if figures[key]:
             table = Table(title=title)
             table.add_column(label)

@@ -26,7 +26,7 @@ _CONTENT_SID = re.compile(r"HX[0-9a-fA-F]{32}")
 # Slack ids: a channel C… (public) or G… (private), a user group S… (https://api.slack.com/changelog/2016-08-11-user-id-format-changes).
 _CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{2,}")
 _USERGROUP_ID = re.compile(r"S[A-Z0-9]{2,}")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr|d)?\s*$", re.I)
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr|d)?\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400}
 
 
@@ -130,7 +130,9 @@ class Settings(BaseSettings):
         value = _json_object(value, '{"disbursement.sent": "HX..."}')
         for key, sid in value.items():
             if not TEMPLATE_KEY.fullmatch(str(key)):
-                raise ValueError(f"{key!r} is not a status change such as disbursement.sent or registration.submission.accepted")
+                raise ValueError(
+                    f"{key!r} is not a status change such as disbursement.sent or registration.submission.accepted"
+                )
             if not isinstance(sid, str) or not _CONTENT_SID.fullmatch(sid):
                 raise ValueError(f"{key}: {sid!r} is not a Twilio Content SID (HX and 32 hex digits)")
         return value
@@ -139,7 +141,9 @@ class Settings(BaseSettings):
     @classmethod
     def _agent_channel(cls, value: str | None) -> str | None:
         if value is not None and not _CHANNEL_ID.fullmatch(value):
-            raise ValueError("must be the channel's id, such as C0123ABCDEF (channel details, at the bottom), not its name")
+            raise ValueError(
+                "must be the channel's id, such as C0123ABCDEF (channel details, at the bottom), not its name"
+            )
         return value
 
     @field_validator("slack_escalation_usergroup")
@@ -203,7 +207,7 @@ def _json_object(value: object, example: str) -> dict[object, object]:
         except json.JSONDecodeError as exc:
             raise ValueError(f"must be a JSON object such as {example}") from exc
     if not isinstance(value, dict):
-        raise ValueError(f"must be a JSON object such as {example}")
+        raise ValueError(f"must be a JSON object such as {example}")  # noqa: TRY004 (pydantic reports ValueError)
     return value
 
 

@@ -42,8 +42,6 @@ def knowledge_or_exit(settings: Settings) -> KnowledgeService:
     from knowledge.service import KnowledgeService
 
     try:
-        return KnowledgeService.load(
-            settings.knowledge_dir, embeddings=settings.knowledge_embeddings
-        )
+        return KnowledgeService.load(settings.knowledge_dir, embeddings=settings.knowledge_embeddings)
     except (KnowledgeBaseError, ConfigurationError) as exc:
         fail(str(exc))

@@ -59,7 +59,9 @@ def build(
     zone = ZoneInfo(settings.support_timezone)
     # Codes for the demo's records show in the terminal; real ones go by SMS, else by e-mail.
     status = StatusService(
-        registry, routes=[DemoCodeRoute(), *default_routes(registry)], timezone=zone,
+        registry,
+        routes=[DemoCodeRoute(), *default_routes(registry)],
+        timezone=zone,
         policy=Policy(lookups_per_window=settings.status_lookups_per_hour),
     )
     desk = _desk(settings, plugins, registry)

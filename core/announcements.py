@@ -46,7 +46,13 @@ def recipients(session: Session, now: datetime) -> list[ChannelIdentity]:
 
 
 def draft(
-    session: Session, text: str, *, agent_id: str, agent_name: str | None, now: datetime, channels: ChannelRegistry,
+    session: Session,
+    text: str,
+    *,
+    agent_id: str,
+    agent_name: str | None,
+    now: datetime,
+    channels: ChannelRegistry,
     template_sid: str | None,
 ) -> Announcement:
     """A draft, with how many people on each channel it would reach (`audience`) and how many it
@@ -59,8 +65,12 @@ def draft(
         else:
             audience[identity.channel] += 1
     announcement = Announcement(
-        text=text.strip()[:MAX_TEXT], audience=dict(sorted(audience.items())), created_by_id=agent_id,
-        created_by_name=agent_name, created_at=now, skipped=left_out,
+        text=text.strip()[:MAX_TEXT],
+        audience=dict(sorted(audience.items())),
+        created_by_id=agent_id,
+        created_by_name=agent_name,
+        created_at=now,
+        skipped=left_out,
     )
     session.add(announcement)
     session.flush()
@@ -73,8 +83,14 @@ def cancel(session: Session, announcement_id: int, *, agent_id: str, agent_name:
 
 
 def send(
-    session: Session, announcement_id: int, *, agent_id: str, agent_name: str | None, now: datetime,
-    channels: ChannelRegistry, template_sid: str | None,
+    session: Session,
+    announcement_id: int,
+    *,
+    agent_id: str,
+    agent_name: str | None,
+    now: datetime,
+    channels: ChannelRegistry,
+    template_sid: str | None,
 ) -> Announcement | None:
     """Queue the announcement for its audience as it is now; None when it is not a draft (a second click)."""
     if not _decide(session, announcement_id, "sent", agent_id=agent_id, agent_name=agent_name, now=now):
@@ -99,7 +115,9 @@ def send(
     return announcement
 
 
-def _decide(session: Session, announcement_id: int, status: str, *, agent_id: str, agent_name: str | None, now: datetime) -> bool:
+def _decide(
+    session: Session, announcement_id: int, status: str, *, agent_id: str, agent_name: str | None, now: datetime
+) -> bool:
     changed = session.execute(
         update(Announcement)
         .where(Announcement.id == announcement_id, Announcement.status == "draft")
@@ -118,14 +136,22 @@ def _window_closed(identity: ChannelIdentity, channels: ChannelRegistry, now: da
 
 
 def _queue(
-    session: Session, identity: ChannelIdentity, text: str, template: Template | None, channels: ChannelRegistry,
-    *, not_before: datetime,
+    session: Session,
+    identity: ChannelIdentity,
+    text: str,
+    template: Template | None,
+    channels: ChannelRegistry,
+    *,
+    not_before: datetime,
 ) -> None:
     conversation = open_conversation(session, identity)
     live = channels.get(identity.channel)
     message = OutboundMessage(
-        channel=identity.channel, user_id=identity.user_id, text=texts.ANNOUNCEMENT.format(text=text),
-        conversation_id=conversation.id, template=template,
+        channel=identity.channel,
+        user_id=identity.user_id,
+        text=texts.ANNOUNCEMENT.format(text=text),
+        conversation_id=conversation.id,
+        template=template,
     )
     capabilities = live.capabilities if live is not None else Capabilities()
     item_ids = write_outbound(session, conversation, message, capabilities=capabilities, author="system")

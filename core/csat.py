@@ -19,7 +19,8 @@ SKIP = Option(texts.NO_COMMENT, "csat:none")
 MAX_COMMENT = 2000
 # "5", "5/5", "4 stars", "3 - slow but helpful": the number first, an optional comment after it.
 _RATING = re.compile(
-    r"^\s*([1-5])(?!\d)\s*(?:/\s*5|out of 5|stars?|★+|\((?:poor|excellent)\))?[\s,.:;!)\-–]*(.*)$", re.IGNORECASE | re.DOTALL
+    r"^\s*([1-5])(?!\d)\s*(?:/\s*5|out of 5|stars?|★+|\((?:poor|excellent)\))?[\s,.:;!)\-–]*(.*)$",
+    re.IGNORECASE | re.DOTALL,
 )
 
 
@@ -45,7 +46,9 @@ def take(session: Session, ticket: Ticket, text: str, *, name: str, now: datetim
         if comment:
             return _comment(session, ticket, comment, name=name)
         ticket.csat_step = COMMENT
-        return Turn(replies=[Reply(texts.ASK_COMMENT, (SKIP,))], details={"intent": "csat", "rating": ticket.csat_score})
+        return Turn(
+            replies=[Reply(texts.ASK_COMMENT, (SKIP,))], details={"intent": "csat", "rating": ticket.csat_score}
+        )
     if ticket.csat_step == COMMENT:
         answer = text.strip().casefold()
         if answer in (SKIP.value, SKIP.label.casefold()) or classify(text) in (Intent.NO, Intent.THANKS):

@@ -52,7 +52,11 @@ def lease_cursor(database: Database, name: str, *, owner: str, seconds: float) -
             if cursor is None:
                 cursor = PollerCursor(name=name)
                 session.add(cursor)
-            elif cursor.lease_owner not in (None, owner) and cursor.leased_until is not None and cursor.leased_until > now:
+            elif (
+                cursor.lease_owner not in (None, owner)
+                and cursor.leased_until is not None
+                and cursor.leased_until > now
+            ):
                 return False
             cursor.lease_owner = owner
             cursor.leased_until = now + timedelta(seconds=seconds)

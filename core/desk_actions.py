@@ -65,17 +65,32 @@ def ticket_for_thread(session: Session, channel: str, thread_ts: str) -> Ticket 
 
 def record(session: Session, agent: Agent, action: str, ticket: Ticket | None = None, **details: object) -> None:
     """The audit trail: who did what, to which ticket."""
-    session.add(DeskAction(ticket_id=ticket.id if ticket else None, agent_id=agent.id, agent_name=agent.name,
-                           action=action, details=dict(details)))
+    session.add(
+        DeskAction(
+            ticket_id=ticket.id if ticket else None,
+            agent_id=agent.id,
+            agent_name=agent.name,
+            action=action,
+            details=dict(details),
+        )
+    )
 
 
 def refused(
-    session: Session, *, agent_id: str, action: str, ticket: Ticket | None = None, thread_note: str | None = None,
+    session: Session,
+    *,
+    agent_id: str,
+    action: str,
+    ticket: Ticket | None = None,
+    thread_note: str | None = None,
     dedupe_key: str | None = None,
 ) -> None:
     """Someone outside the agents' channel tried to act: recorded, and said in the thread when given."""
-    session.add(DeskAction(ticket_id=ticket.id if ticket else None, agent_id=agent_id, action="refused",
-                           details={"tried": action}))
+    session.add(
+        DeskAction(
+            ticket_id=ticket.id if ticket else None, agent_id=agent_id, action="refused", details={"tried": action}
+        )
+    )
     if ticket is not None and thread_note is not None:
         desk_posts.thread(session, ticket, thread_note, dedupe_key=dedupe_key)
 
@@ -99,8 +114,11 @@ def _assign(session: Session, ticket: Ticket, agent: Agent, now: datetime) -> No
     if conversation.state == State.BOT.value:  # a ticket from before the desk was on: it queues first
         conversation.state = move(conversation.state, State.WAITING_FOR_AGENT).value
     conversation.state = move(conversation.state, State.WITH_AGENT).value
-    line = texts.DESK_TAKEN_OVER.format(agent=agent.name, previous=previous) if previous and previous != agent.name \
+    line = (
+        texts.DESK_TAKEN_OVER.format(agent=agent.name, previous=previous)
+        if previous and previous != agent.name
         else texts.DESK_CLAIMED.format(agent=agent.name)
+    )
     desk_posts.thread(session, ticket, line)
     desk_posts.refresh(session, ticket)
 
@@ -153,7 +171,9 @@ def relay(
     session: Session, desk: HumanDesk, ticket: Ticket, agent: Agent, *, text: str, slack_channel: str, slack_ts: str
 ) -> Outcome:
     """Pass an agent's thread reply to the user, once per Slack message; the first reply claims the ticket."""
-    if session.scalars(select(DeskRelay.id).where(DeskRelay.slack_channel == slack_channel, DeskRelay.slack_ts == slack_ts)).first():
+    if session.scalars(
+        select(DeskRelay.id).where(DeskRelay.slack_channel == slack_channel, DeskRelay.slack_ts == slack_ts)
+    ).first():
         return Outcome(False, "already relayed")
     entry = DeskRelay(ticket_id=ticket.id, slack_channel=slack_channel, slack_ts=slack_ts, agent_id=agent.id)
     try:
@@ -164,12 +184,16 @@ def relay(
         return Outcome(False, "already relayed")
     if ticket.status not in ACTIVE:
         entry.outcome, entry.outcome_at = "not_delivered", desk.now()
-        desk_posts.thread(session, ticket, texts.DESK_NOT_ACTIVE.format(reference=ticket.reference, status=ticket.status))
+        desk_posts.thread(
+            session, ticket, texts.DESK_NOT_ACTIVE.format(reference=ticket.reference, status=ticket.status)
+        )
         return Outcome(False, "ticket not active")
     return _relay_to_user(session, desk, ticket, agent, entry, text)
 
 
-def _relay_to_user(session: Session, desk: HumanDesk, ticket: Ticket, agent: Agent, entry: DeskRelay, text: str) -> Outcome:
+def _relay_to_user(
+    session: Session, desk: HumanDesk, ticket: Ticket, agent: Agent, entry: DeskRelay, text: str
+) -> Outcome:
     now = desk.now()
     conversation = _conversation(session, ticket)
     if ticket.status != TicketStatus.ASSIGNED.value:
@@ -179,10 +203,16 @@ def _relay_to_user(session: Session, desk: HumanDesk, ticket: Ticket, agent: Age
     window = desk.window(conversation.identity)
     if window is not None and not window.is_open(now):
         if desk.agent_reply_template is None:
-            closed = window.closes_at.astimezone(desk.levels.hours.zone).strftime("%a %d %b %H:%M") if window.closes_at else "long ago"
+            closed = (
+                window.closes_at.astimezone(desk.levels.hours.zone).strftime("%a %d %b %H:%M")
+                if window.closes_at
+                else "long ago"
+            )
             entry.outcome, entry.outcome_at = "not_delivered", now
             reason = texts.DESK_WINDOW_CLOSED.format(closed=closed)
-            desk_posts.thread(session, ticket, texts.DESK_NOT_DELIVERED.format(name=user_name(conversation.identity), reason=reason))
+            desk_posts.thread(
+                session, ticket, texts.DESK_NOT_DELIVERED.format(name=user_name(conversation.identity), reason=reason)
+            )
             record(session, agent, "reply", ticket, delivered=False)
             return Outcome(False, "outside the window")
         template = Template(desk.agent_reply_template, (("1", agent.first_name), ("2", text.strip())))
@@ -202,7 +232,9 @@ def _relay_to_user(session: Session, desk: HumanDesk, ticket: Ticket, agent: Age
 
 def edited(session: Session, *, slack_channel: str, slack_ts: str, deleted: bool, event_key: str) -> bool:
     """An agent changed a reply that was relayed: say in the thread that the user still has the original."""
-    entry = session.scalars(select(DeskRelay).where(DeskRelay.slack_channel == slack_channel, DeskRelay.slack_ts == slack_ts)).first()
+    entry = session.scalars(
+        select(DeskRelay).where(DeskRelay.slack_channel == slack_channel, DeskRelay.slack_ts == slack_ts)
+    ).first()
     if entry is None or entry.message_id is None:
         return False
     ticket = session.get(Ticket, entry.ticket_id)
@@ -214,7 +246,9 @@ def edited(session: Session, *, slack_channel: str, slack_ts: str, deleted: bool
 def report_outcomes(session: Session, now: datetime) -> int:
     """Tell each thread what became of relayed replies the outbox has finished with; how many were told."""
     told = 0
-    for entry in session.scalars(select(DeskRelay).where(DeskRelay.outcome.is_(None), DeskRelay.message_id.is_not(None))):
+    for entry in session.scalars(
+        select(DeskRelay).where(DeskRelay.outcome.is_(None), DeskRelay.message_id.is_not(None))
+    ):
         rows = list(session.scalars(select(OutboxItem).where(OutboxItem.message_id == entry.message_id)))
         if not rows or any(row.status == "pending" for row in rows):
             continue
@@ -229,7 +263,9 @@ def report_outcomes(session: Session, now: datetime) -> int:
             line = texts.DESK_NOT_DELIVERED.format(name=name, reason=reason)
         else:
             entry.outcome = "sent"
-            line = (texts.DESK_SENT_TEMPLATE if rows[0].template else texts.DESK_SENT).format(name=name, channel=channel)
+            line = (texts.DESK_SENT_TEMPLATE if rows[0].template else texts.DESK_SENT).format(
+                name=name, channel=channel
+            )
         entry.outcome_at = now
         desk_posts.thread(session, ticket, line)
         told += 1
@@ -237,14 +273,24 @@ def report_outcomes(session: Session, now: datetime) -> int:
 
 
 def _tell(
-    session: Session, desk: HumanDesk, conversation: Conversation, text: str, *, options: tuple[Option, ...] = (),
-    template: Template | None = None, author: str = "system",
+    session: Session,
+    desk: HumanDesk,
+    conversation: Conversation,
+    text: str,
+    *,
+    options: tuple[Option, ...] = (),
+    template: Template | None = None,
+    author: str = "system",
 ) -> list[int]:
     """Write one message to the user's outbox, on the channel they wrote from."""
     live = desk.channels.get(conversation.channel)
     message = OutboundMessage(
-        channel=conversation.channel, user_id=conversation.identity.user_id, text=text, options=options,
-        conversation_id=conversation.id, template=template,
+        channel=conversation.channel,
+        user_id=conversation.identity.user_id,
+        text=text,
+        options=options,
+        conversation_id=conversation.id,
+        template=template,
     )
     capabilities = live.capabilities if live is not None else Capabilities()
     return write_outbound(session, conversation, message, capabilities=capabilities, author=author)

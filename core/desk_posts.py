@@ -31,7 +31,12 @@ class PostKind:
 
 
 def post(
-    session: Session, kind: str, text: str = "", *, ticket: Ticket | None = None, alert: bool = False,
+    session: Session,
+    kind: str,
+    text: str = "",
+    *,
+    ticket: Ticket | None = None,
+    alert: bool = False,
     dedupe_key: str | None = None,
 ) -> DeskPost | None:
     """Queue one post; None when a post with `dedupe_key` was queued before (a retried event)."""
@@ -59,7 +64,9 @@ def thread(session: Session, ticket: Ticket, text: str, *, alert: bool = False, 
 def refresh(session: Session, ticket: Ticket) -> None:
     """Redraw the ticket's parent (status, assignee, priority); one pending refresh is enough."""
     pending = select(DeskPost.id).where(
-        DeskPost.ticket_id == ticket.id, DeskPost.kind == PostKind.REFRESH, DeskPost.status == "pending",
+        DeskPost.ticket_id == ticket.id,
+        DeskPost.kind == PostKind.REFRESH,
+        DeskPost.status == "pending",
         DeskPost.leased_until.is_(None),
     )
     if session.scalars(pending).first() is None:
@@ -130,8 +137,13 @@ def claim(database: Database, post_id: int, now: datetime) -> Claimed | None:
         assert row is not None
         ticket = session.get(Ticket, row.ticket_id) if row.ticket_id else None
         return Claimed(
-            row.id, row.kind, row.text, row.alert, row.ticket_id,
-            ticket.desk_channel if ticket else None, ticket.desk_ts if ticket else None,
+            row.id,
+            row.kind,
+            row.text,
+            row.alert,
+            row.ticket_id,
+            ticket.desk_channel if ticket else None,
+            ticket.desk_ts if ticket else None,
         )
 
 
@@ -149,7 +161,13 @@ def sent(database: Database, claimed: Claimed, *, ts: str | None, channel: str, 
 
 
 def failed(
-    database: Database, claimed: Claimed, error: str, *, now: datetime, permanent: bool, retry_after: float | None = None
+    database: Database,
+    claimed: Claimed,
+    error: str,
+    *,
+    now: datetime,
+    permanent: bool,
+    retry_after: float | None = None,
 ) -> str:
     """Record a failed attempt: retried with backoff, or dead; the row's new status."""
     with database.transaction() as session:

@@ -15,8 +15,14 @@ from core.storage.models import ChannelIdentity
 # Eight or more digits, with spaces or dashes between them: account, card and phone numbers.
 _LONG_NUMBER = re.compile(r"(?<![\w])\+?\d(?:[ -]?\d){7,}(?![\w])")
 CHANNEL_NAMES = {
-    "telegram": "Telegram", "whatsapp": "WhatsApp", "sms": "SMS", "x": "X", "slack": "Slack", "api": "web/API",
-    "console": "terminal", "email": "e-mail",
+    "telegram": "Telegram",
+    "whatsapp": "WhatsApp",
+    "sms": "SMS",
+    "x": "X",
+    "slack": "Slack",
+    "api": "web/API",
+    "console": "terminal",
+    "email": "e-mail",
 }
 
 
@@ -56,5 +62,3 @@ def window_for(identity: ChannelIdentity, hours: int | None) -> Window | None:
         return None
     last = identity.last_seen_at
     return Window(hours, last + timedelta(hours=hours) if last else None)
-
-

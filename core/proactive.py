@@ -38,7 +38,9 @@ WINDOW_HOURS = {"whatsapp": 24}
 ANSWER_ONLY_CHANNELS = ("api", "console")
 _ENTRY_FIELD = {"submission_status": "submission", "fee_status": "fee", "status": "status"}
 # disbursement.sent, contribution.refunded, campaign.cancelled, registration.submission.accepted, ...
-TEMPLATE_KEY = re.compile(r"(?:(?:campaign|disbursement|contribution)|registration\.(?:submission|fee|status))\.[a-z_]+")
+TEMPLATE_KEY = re.compile(
+    r"(?:(?:campaign|disbursement|contribution)|registration\.(?:submission|fee|status))\.[a-z_]+"
+)
 
 
 def change_key(kind: Kind, change: Change) -> str:
@@ -87,7 +89,10 @@ class Notifier:
             template = Template(self.templates[key], variables)
         conversation = open_conversation(session, identity)
         message = OutboundMessage(
-            channel=identity.channel, user_id=identity.user_id, text=text, conversation_id=conversation.id,
+            channel=identity.channel,
+            user_id=identity.user_id,
+            text=text,
+            conversation_id=conversation.id,
             template=template,
         )
         capabilities = self._capabilities(identity.channel)
@@ -99,17 +104,31 @@ class Notifier:
         return item_ids
 
     def _record(
-        self, session: Session, upserted: Upserted, key: str, *, delivery: str, reason: str | None = None,
-        identity: ChannelIdentity | None = None, message_id: int | None = None,
+        self,
+        session: Session,
+        upserted: Upserted,
+        key: str,
+        *,
+        delivery: str,
+        reason: str | None = None,
+        identity: ChannelIdentity | None = None,
+        message_id: int | None = None,
     ) -> list[int]:
         session.add(
             StatusNotification(
-                kind=upserted.kind.value, reference=upserted.reference, change=key, delivery=delivery, reason=reason,
-                identity_id=identity.id if identity else None, message_id=message_id,
+                kind=upserted.kind.value,
+                reference=upserted.reference,
+                change=key,
+                delivery=delivery,
+                reason=reason,
+                identity_id=identity.id if identity else None,
+                message_id=message_id,
             )
         )
         log.info(
-            "status change %s: %s", key, delivery,
+            "status change %s: %s",
+            key,
+            delivery,
             extra={"reference": upserted.reference, "identity_id": identity.id if identity else None},
         )
         return []
@@ -126,7 +145,9 @@ class Notifier:
         live = self.channels.get(channel)
         return live.capabilities if live is not None else Capabilities()
 
-    def _message(self, session: Session, record: PlatformRecord, change: Change) -> tuple[str, tuple[tuple[str, str], ...]]:
+    def _message(
+        self, session: Session, record: PlatformRecord, change: Change
+    ) -> tuple[str, tuple[tuple[str, str], ...]]:
         """The update in words, and the same facts as template variables {{1}}, {{2}}..."""
         clock = Clock(self.clock(), self.zone)
         if isinstance(record, Disbursement):
@@ -136,12 +157,22 @@ class Notifier:
         elif isinstance(record, Campaign):
             state = texts.CAMPAIGN_STATE.get(record.status, f"is now {words(record.status, {})}")
             raised = money(record.amount_raised, record.currency)
-            text, values = texts.NOTIFY_CAMPAIGN.format(title=record.title, state=state, raised=raised), [record.title, state, raised]
+            text, values = (
+                texts.NOTIFY_CAMPAIGN.format(title=record.title, state=state, raised=raised),
+                [record.title, state, raised],
+            )
         else:
             field = texts.NOTIFY_ENTRY_FIELD[change.field]
-            known = {"submission_status": texts.SUBMISSION, "fee_status": texts.FEE, "status": texts.REGISTRATION_STATUS}
+            known = {
+                "submission_status": texts.SUBMISSION,
+                "fee_status": texts.FEE,
+                "status": texts.REGISTRATION_STATUS,
+            }
             value = words(change.new, known[change.field])
-            text, values = texts.NOTIFY_ENTRY.format(contest=record.contest, field=field, value=value), [record.contest, field, value]
+            text, values = (
+                texts.NOTIFY_ENTRY.format(contest=record.contest, field=field, value=value),
+                [record.contest, field, value],
+            )
         text += texts.NOTIFY_REFERENCE.format(reference=record.reference)
         values.append(record.reference)
         return text, tuple((str(number), value) for number, value in enumerate(values, start=1))
@@ -154,8 +185,14 @@ def _payout_update(session: Session, payout: Disbursement, clock: Clock) -> tupl
     reason = texts.REASON.format(reason=payout.failure_reason.rstrip(".")) if payout.failure_reason else ""
     template = texts.NOTIFY_PAYOUT.get(payout.status, "Your payout of {net} for {title} is now {status}.")
     text = template.format(
-        net=net, title=title, method=method, when=when, expected=expected, reason=reason,
-        destination=destination(payout), status=words(payout.status, {}),
+        net=net,
+        title=title,
+        method=method,
+        when=when,
+        expected=expected,
+        reason=reason,
+        destination=destination(payout),
+        status=words(payout.status, {}),
     )
     return text, [net, title, method, when]
 
@@ -164,7 +201,9 @@ def _contribution_update(session: Session, contribution: Contribution, clock: Cl
     parent = campaign(session, contribution.campaign_reference)
     title = parent.title if parent else texts.YOUR_CAMPAIGN
     amount, when = money(contribution.amount, contribution.currency), clock.when(contribution.updated_at)
-    template = texts.NOTIFY_CONTRIBUTION.get(contribution.status, "Your contribution of {amount} to {title} is now {status}.")
+    template = texts.NOTIFY_CONTRIBUTION.get(
+        contribution.status, "Your contribution of {amount} to {title} is now {status}."
+    )
     text = template.format(amount=amount, title=title, when=when, status=words(contribution.status, {}))
     return text, [amount, title, when]
 
@@ -197,4 +236,3 @@ def recipient(session: Session, owner: Owner) -> ChannelIdentity | None:
         .order_by(ChannelIdentity.last_seen_at.desc())
     )
     return session.scalars(query).first()
-

@@ -104,7 +104,7 @@ def normalise_phone(value: str, *, country_code: str = "27") -> str | None:
     text = value.strip()
     for prefix in ("whatsapp:", "tel:", "sms:"):
         if text.lower().startswith(prefix):
-            text = text[len(prefix):]
+            text = text[len(prefix) :]
     text = _PHONE_NOISE.sub("", text)
     if text.startswith("00"):
         text = "+" + text[2:]
@@ -214,7 +214,7 @@ def owned_records(
 
 
 def _owned_by(
-    model: type[Campaign] | type[Contribution] | type[Registration], phones: Sequence[str], emails: Sequence[str]
+    model: type[Campaign | Contribution | Registration], phones: Sequence[str], emails: Sequence[str]
 ) -> ColumnElement[bool]:
     return or_(model.owner_phone.in_(phones), model.owner_email.in_(emails))
 

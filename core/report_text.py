@@ -39,9 +39,14 @@ def summary_text(report: dict[str, Any], *, title: str) -> str:
         ),
     ]
     if report["top_faq_topics"]:
-        lines.append("- Top FAQ topics: " + ", ".join(f"{t['topic']} ({t['count']})" for t in report["top_faq_topics"][:5]))
+        lines.append(
+            "- Top FAQ topics: " + ", ".join(f"{t['topic']} ({t['count']})" for t in report["top_faq_topics"][:5])
+        )
     if report["top_unanswered"]:
-        lines.append("- Not answered by the bot: " + "; ".join(f"“{q['question']}” ({q['count']})" for q in report["top_unanswered"][:5]))
+        lines.append(
+            "- Not answered by the bot: "
+            + "; ".join(f"“{q['question']}” ({q['count']})" for q in report["top_unanswered"][:5])
+        )
     return "\n".join(lines)
 
 

@@ -60,7 +60,9 @@ def figures(session: Session, *, since: datetime, until: datetime) -> dict[str, 
         "first_response_seconds": spread(
             [(t.first_response_at - t.created_at).total_seconds() for t in tickets if t.first_response_at]
         ),
-        "resolution_seconds": spread([(t.resolved_at - t.created_at).total_seconds() for t in resolved if t.resolved_at]),
+        "resolution_seconds": spread(
+            [(t.resolved_at - t.created_at).total_seconds() for t in resolved if t.resolved_at]
+        ),
         "tickets_resolved": len(resolved),
         "first_contact_resolution": _share(sum(1 for t in resolved if t.reopened_count == 0), len(resolved)),
         "sla_breaches": len(_in_period(session, Ticket.sla_breached_at, since, until)),

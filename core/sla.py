@@ -29,8 +29,15 @@ log = logging.getLogger(__name__)
 LIVE_CHAT = timedelta(minutes=2)
 # The policy's first-response targets (shared/policy, "Support Availability and Service Levels").
 DEFAULT_TARGETS: dict[str, timedelta] = {
-    "telegram": LIVE_CHAT, "whatsapp": LIVE_CHAT, "slack": LIVE_CHAT, "api": LIVE_CHAT, "web": LIVE_CHAT,
-    "console": LIVE_CHAT, "x": timedelta(hours=3), "sms": timedelta(hours=4), "email": timedelta(hours=24),
+    "telegram": LIVE_CHAT,
+    "whatsapp": LIVE_CHAT,
+    "slack": LIVE_CHAT,
+    "api": LIVE_CHAT,
+    "web": LIVE_CHAT,
+    "console": LIVE_CHAT,
+    "x": timedelta(hours=3),
+    "sms": timedelta(hours=4),
+    "email": timedelta(hours=24),
 }
 REMINDER_SHARE = 0.8
 REMINDER, BREACH = "sla_reminder", "sla_breach"
@@ -105,7 +112,9 @@ def remind(session: Session, timer: DeskTimer, levels: ServiceLevels, now: datet
     channel = _channel(session, ticket)
     due = levels.due(channel, ticket.waiting_since or now)
     text = texts.DESK_SLA_REMINDER.format(
-        reference=ticket.reference, target=describe(levels.target(channel)), due=f"{due.astimezone(levels.hours.zone):%H:%M}"
+        reference=ticket.reference,
+        target=describe(levels.target(channel)),
+        due=f"{due.astimezone(levels.hours.zone):%H:%M}",
     )
     desk_posts.thread(session, ticket, text)
 

@@ -108,7 +108,9 @@ class StatusService:
         if shown is not None:  # the demo's stand-in for a phone; never for a real record
             replies.append(Reply(shown.text, redacted=shown.redacted))
         flow = StatusFlow("code", reference=reference, topic=topic, intent=intent)
-        return Turn(replies=replies, sets_flow=True, flow=flow, details={"intent": "status", "outcome": "code_requested"})
+        return Turn(
+            replies=replies, sets_flow=True, flow=flow, details={"intent": "status", "outcome": "code_requested"}
+        )
 
     def _check(self, session: Session, conversation: Conversation, flow: StatusFlow, code: str) -> Turn:
         assert flow.reference is not None
@@ -120,7 +122,9 @@ class StatusService:
             first = turn.replies[0]
             turn.replies[0] = Reply(f"{texts.CODE_RIGHT}\n\n{first.text}", first.options)
         elif result is Check.WRONG:
-            turn = Turn(replies=[Reply(texts.CODE_WRONG, (AGENT,))], details={"intent": "status", "outcome": "code_wrong"})
+            turn = Turn(
+                replies=[Reply(texts.CODE_WRONG, (AGENT,))], details={"intent": "status", "outcome": "code_wrong"}
+            )
         elif result is Check.LOCKED:
             turn = _turn(Reply(texts.LOCKED, (AGENT, MENU)), outcome="locked")
         else:
@@ -134,7 +138,10 @@ class StatusService:
             return self._refund(session, conversation, record)
         answer = describe(session, record, Clock(self.clock(), self.zone))
         details: dict[str, object] = {
-            "intent": "status", "outcome": "answered", "kind": kind_of(record).value, "status": record.status,
+            "intent": "status",
+            "outcome": "answered",
+            "kind": kind_of(record).value,
+            "status": record.status,
         }
         turn = _turn(Reply(answer.text, answer.options), outcome="answered")
         turn.handoff, turn.details = answer.handoff, details
@@ -156,7 +163,12 @@ class StatusService:
         ticket = open_ticket(session, conversation, request)
         now = self.clock()
         contribution.refund_requested_at, contribution.refund_ticket = now, ticket.reference
-        entry = {"field": "refund_request", "value": "requested in chat", "at": now.isoformat(), "ticket": ticket.reference}
+        entry = {
+            "field": "refund_request",
+            "value": "requested in chat",
+            "at": now.isoformat(),
+            "ticket": ticket.reference,
+        }
         contribution.history = [*contribution.history, entry]
         why = texts.REFUND_WHY[parent.status]
         text = texts.REFUND_RECORDED.format(reference=contribution.reference, amount=amount, why=why)

@@ -103,8 +103,11 @@ def is_late(payout: Disbursement, clock: Clock) -> bool:
 
 def describe_payout(payout: Disbursement, title: str, clock: Clock) -> Answer:
     head = texts.PAYOUT_HEAD.format(
-        reference=payout.reference, title=title, net=money(payout.net_amount, payout.currency),
-        amount=money(payout.amount, payout.currency), fees=money(payout.fees, payout.currency),
+        reference=payout.reference,
+        title=title,
+        net=money(payout.net_amount, payout.currency),
+        amount=money(payout.amount, payout.currency),
+        fees=money(payout.fees, payout.currency),
         method=texts.METHOD[payout.method],
     )
     if is_late(payout, clock):
@@ -120,7 +123,11 @@ def describe_payout(payout: Disbursement, title: str, clock: Clock) -> Answer:
     paid = clock.day(payout.paid_at) if payout.paid_at else "a date we don't have yet"
     template = texts.PAYOUT.get(payout.status, "Its status is {status}.")
     line = template.format(
-        documents=documents, expected=expected, destination=destination(payout), paid=paid, reason=reason,
+        documents=documents,
+        expected=expected,
+        destination=destination(payout),
+        paid=paid,
+        reason=reason,
         status=words(payout.status, {}),
     )
     if payout.status == "failed":

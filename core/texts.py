@@ -108,7 +108,11 @@ DESTINATION = {
     "paypal": "the PayPal account ending {last4}",
     "mobile_money": "the mobile money number ending {last4}",
 }
-DESTINATION_UNKNOWN = {"bank_transfer": "your bank account", "paypal": "your PayPal account", "mobile_money": "your mobile money number"}
+DESTINATION_UNKNOWN = {
+    "bank_transfer": "your bank account",
+    "paypal": "your PayPal account",
+    "mobile_money": "your mobile money number",
+}
 YOUR_CAMPAIGN = "your campaign"
 PAYOUT_HEAD = "Payout *{reference}* for *{title}*: {net} ({amount} minus {fees} fees), by {method}."
 PAYOUT = {
@@ -148,7 +152,13 @@ ASK_FOR_REFUND = "Ask for a refund"
 
 REGISTRATION_HEAD = "Entry *{reference}* for *{contest}*:"
 REGISTRATION_LINES = "- Registration: {status}\n- Entry fee: {fee}\n- Submission: {submission}"
-REGISTRATION_STATUS = {"pending": "pending", "confirmed": "confirmed", "registered": "confirmed", "cancelled": "cancelled", "withdrawn": "withdrawn"}
+REGISTRATION_STATUS = {
+    "pending": "pending",
+    "confirmed": "confirmed",
+    "registered": "confirmed",
+    "cancelled": "cancelled",
+    "withdrawn": "withdrawn",
+}
 FEE = {
     "paid": "paid",
     "pending": "not paid yet: pay it on your entry page to complete your registration",
@@ -176,7 +186,12 @@ CAMPAIGN = {
     "cancelled": "it was cancelled, having raised {raised}. Backers can ask for a refund.",
     "failed": "it didn't reach its goal (it raised {raised}). Backers can ask for a refund; a person from our team can talk you through what happens next.",
 }
-CAMPAIGN_STATE = {"active": "is still running", "ended": "ended as planned", "cancelled": "was cancelled", "failed": "didn't reach its goal"}
+CAMPAIGN_STATE = {
+    "active": "is still running",
+    "ended": "ended as planned",
+    "cancelled": "was cancelled",
+    "failed": "didn't reach its goal",
+}
 CAMPAIGN_PAYOUT = "- Payout *{reference}*: {status}"
 PAYOUT_SHORT = {
     "pending_kyc": "waiting for your identity check",
@@ -215,7 +230,9 @@ NOTIFY_REFERENCE = " (Reference {reference}.)"
 
 WAIT_OPEN = "Someone usually answers within {target}."
 WAIT_CLOSED = "Our team is away right now; they're back {when} and will answer you then."
-REOPENED = "I've reopened your request *{reference}* and passed your message to our support team. A person will reply here."
+REOPENED = (
+    "I've reopened your request *{reference}* and passed your message to our support team. A person will reply here."
+)
 AGENT_REPLY = "**{name}** (SayPro support): {text}"
 RESOLVED_RATE = (
     "Our support team has marked your request *{reference}* as resolved. How would you rate the help you got, "
@@ -259,12 +276,10 @@ DESK_NOT_MEMBER = "⛔ A reply from {name} was not passed on: only members of th
 DESK_NOTE = "📝 **Note from {agent}:** {text}"
 DESK_FILES_NOT_SENT = "📎 Files are not passed on to the user: paste a link to a shared file instead."
 DESK_SLA_REMINDER = (
-    "⏰ {reference}: 80% of the {target} first-response target has gone and nobody has answered yet "
-    "(due at {due})."
+    "⏰ {reference}: 80% of the {target} first-response target has gone and nobody has answered yet (due at {due})."
 )
 DESK_SLA_BREACH = (
-    "🚨 {reference} missed its {target} first-response target. Priority is now **{priority}**. "
-    "Can someone take it?"
+    "🚨 {reference} missed its {target} first-response target. Priority is now **{priority}**. Can someone take it?"
 )
 DESK_INCIDENT_SET = "🚨 **{agent}** set the incident note. The bot now puts it above its answers:\n> {text}"
 DESK_INCIDENT_CLEARED = "✅ **{agent}** cleared the incident note."

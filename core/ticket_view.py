@@ -51,23 +51,39 @@ class TicketSummary:
     rating: int | None
 
 
-def summarise(session: Session, ticket: Ticket, *, window_of: Callable[[ChannelIdentity], Window | None]) -> TicketSummary:
+def summarise(
+    session: Session, ticket: Ticket, *, window_of: Callable[[ChannelIdentity], Window | None]
+) -> TicketSummary:
     """The ticket as its parent shows it; `window_of` gives an identity's reply window (HumanDesk.window)."""
     conversation = session.get(Conversation, ticket.conversation_id)
     assert conversation is not None
     identity = conversation.identity
     records, verified = _records(session, conversation, ticket)
     return TicketSummary(
-        reference=ticket.reference, priority=ticket.priority, status=ticket.status, reason=ticket.reason,
-        topic=ticket.topic or conversation.last_topic, channel=conversation.channel, user=user_name(identity),
-        assignee=ticket.assignee_name, created_at=ticket.created_at, waiting_since=ticket.waiting_since,
-        breached=ticket.sla_breached_at is not None, verified=verified, records=records,
-        last_messages=last_messages(session, conversation), window=window_of(identity),
-        reopened=ticket.reopened_count, closed_by=ticket.closed_by, rating=ticket.csat_score,
+        reference=ticket.reference,
+        priority=ticket.priority,
+        status=ticket.status,
+        reason=ticket.reason,
+        topic=ticket.topic or conversation.last_topic,
+        channel=conversation.channel,
+        user=user_name(identity),
+        assignee=ticket.assignee_name,
+        created_at=ticket.created_at,
+        waiting_since=ticket.waiting_since,
+        breached=ticket.sla_breached_at is not None,
+        verified=verified,
+        records=records,
+        last_messages=last_messages(session, conversation),
+        window=window_of(identity),
+        reopened=ticket.reopened_count,
+        closed_by=ticket.closed_by,
+        rating=ticket.csat_score,
     )
 
 
-def last_messages(session: Session, conversation: Conversation, limit: int = LAST_MESSAGES) -> tuple[tuple[str, str], ...]:
+def last_messages(
+    session: Session, conversation: Conversation, limit: int = LAST_MESSAGES
+) -> tuple[tuple[str, str], ...]:
     query = (
         select(Message.author, Message.text, Message.attachments)
         .where(Message.conversation_id == conversation.id)
@@ -90,11 +106,15 @@ def preview(text: str, attachments: list[dict[str, object]] | None = None) -> st
 def _records(session: Session, conversation: Conversation, ticket: Ticket) -> tuple[tuple[str, ...], str]:
     """The platform records the conversation touched, and whether the user proved they own them."""
     references: list[str] = []
-    looked_up = select(VerificationEvent.reference).where(
-        VerificationEvent.identity_id == conversation.identity_id,
-        VerificationEvent.created_at >= conversation.created_at,
-        VerificationEvent.reference.is_not(None),
-    ).order_by(VerificationEvent.id)
+    looked_up = (
+        select(VerificationEvent.reference)
+        .where(
+            VerificationEvent.identity_id == conversation.identity_id,
+            VerificationEvent.created_at >= conversation.created_at,
+            VerificationEvent.reference.is_not(None),
+        )
+        .order_by(VerificationEvent.id)
+    )
     refunds = select(Contribution.reference).where(Contribution.refund_ticket == ticket.reference)
     for reference in [conversation.status_reference, *session.scalars(looked_up), *session.scalars(refunds)]:
         if reference and reference not in references:

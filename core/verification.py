@@ -130,11 +130,17 @@ class OutboxCodeRoute:
             return None
         conversation = open_conversation(session, identity)
         message = OutboundMessage(
-            channel=self.channel, user_id=destination, text=texts.CODE_MESSAGE.format(code=code),
+            channel=self.channel,
+            user_id=destination,
+            text=texts.CODE_MESSAGE.format(code=code),
             conversation_id=conversation.id,
         )
         item_ids = write_outbound(
-            session, conversation, message, capabilities=live.capabilities, author="system",
+            session,
+            conversation,
+            message,
+            capabilities=live.capabilities,
+            author="system",
             redacted=texts.CODE_MESSAGE_REDACTED,
         )
         first = session.get(OutboxItem, item_ids[0])
@@ -178,13 +184,18 @@ class Verifier:
     def over_limit(self, session: Session, identity: ChannelIdentity, reference: str) -> bool:
         """Count a look-up of `reference`; True, and nothing looked up, past the identity's limit."""
         since = self.clock() - self.policy.lookup_window
-        done = session.scalar(
-            select(func.count()).select_from(VerificationEvent).where(
-                VerificationEvent.identity_id == identity.id,
-                VerificationEvent.event == "lookup",
-                VerificationEvent.created_at >= since,
+        done = (
+            session.scalar(
+                select(func.count())
+                .select_from(VerificationEvent)
+                .where(
+                    VerificationEvent.identity_id == identity.id,
+                    VerificationEvent.event == "lookup",
+                    VerificationEvent.created_at >= since,
+                )
             )
-        ) or 0
+            or 0
+        )
         limited = done >= self.policy.lookups_per_window
         self._event(session, identity.id, reference, "rate_limited" if limited else "lookup")
         if limited:
@@ -204,27 +215,34 @@ class Verifier:
         """A new challenge for `reference`, its code sent to the owner when there is one to send to."""
         now = self.clock()
         self._retire_open(session, asker.identity_id, now)
-        code = f"{secrets.randbelow(10 ** self.policy.code_digits):0{self.policy.code_digits}d}"
+        code = f"{secrets.randbelow(10**self.policy.code_digits):0{self.policy.code_digits}d}"
         delivery = None
         if owner is not None and not self._sent_enough(session, reference, now):
             delivery = self._deliver(session, owner=owner, code=code, asker=asker, reference=reference)
         salt = secrets.token_hex(16)
         session.add(
             VerificationChallenge(
-                identity_id=asker.identity_id, reference=reference, salt=salt,
+                identity_id=asker.identity_id,
+                reference=reference,
+                salt=salt,
                 code_hash=_digest(salt, code) if delivery else None,
                 proves_kind=delivery.proof.kind if delivery else None,
                 proves_value=delivery.proof.value if delivery else None,
                 sent_via=delivery.via if delivery else None,
                 message_id=delivery.message_id if delivery else None,
-                created_at=now, expires_at=now + self.policy.code_ttl,
+                created_at=now,
+                expires_at=now + self.policy.code_ttl,
             )
         )
         self._event(session, asker.identity_id, reference, "code_requested")
         log.info(
             "one-time code requested",
-            extra={"conversation_id": asker.id, "identity_id": asker.identity_id, "reference": reference,
-                   "sent_via": delivery.via if delivery else None},
+            extra={
+                "conversation_id": asker.id,
+                "identity_id": asker.identity_id,
+                "reference": reference,
+                "sent_via": delivery.via if delivery else None,
+            },
         )
         return delivery.shown if delivery else None
 
@@ -256,7 +274,8 @@ class Verifier:
         self._retire(session, challenge, now)
         self._event(session, asker.identity_id, reference, "locked")
         log.warning(
-            "code verification locked after %d wrong codes", self.policy.max_wrong_codes,
+            "code verification locked after %d wrong codes",
+            self.policy.max_wrong_codes,
             extra={"conversation_id": asker.id, "identity_id": asker.identity_id, "reference": reference},
         )
         return Check.LOCKED
@@ -274,7 +293,8 @@ class Verifier:
     def _attempt(self, session: Session, asker: Conversation, reference: str, result: Check) -> Check:
         self._event(session, asker.identity_id, reference, f"code_{result.value}")
         log.info(
-            "one-time code attempt: %s", result.value,
+            "one-time code attempt: %s",
+            result.value,
             extra={"conversation_id": asker.id, "identity_id": asker.identity_id, "reference": reference},
         )
         return result
@@ -282,23 +302,33 @@ class Verifier:
     def _wrong_codes(self, session: Session, reference: str, now: datetime) -> int:
         """Wrong codes for `reference` within the lock window since the last right code or lock."""
         reset = self._last_event_id(session, reference, ("code_right", "locked")) or 0
-        return session.scalar(
-            select(func.count()).select_from(VerificationEvent).where(
-                VerificationEvent.reference == reference,
-                VerificationEvent.event == "code_wrong",
-                VerificationEvent.id > reset,
-                VerificationEvent.created_at >= now - self.policy.lock_for,
+        return (
+            session.scalar(
+                select(func.count())
+                .select_from(VerificationEvent)
+                .where(
+                    VerificationEvent.reference == reference,
+                    VerificationEvent.event == "code_wrong",
+                    VerificationEvent.id > reset,
+                    VerificationEvent.created_at >= now - self.policy.lock_for,
+                )
             )
-        ) or 0
+            or 0
+        )
 
     def _sent_enough(self, session: Session, reference: str, now: datetime) -> bool:
-        sent = session.scalar(
-            select(func.count()).select_from(VerificationChallenge).where(
-                VerificationChallenge.reference == reference,
-                VerificationChallenge.sent_via.is_not(None),
-                VerificationChallenge.created_at >= now - self.policy.lock_for,
+        sent = (
+            session.scalar(
+                select(func.count())
+                .select_from(VerificationChallenge)
+                .where(
+                    VerificationChallenge.reference == reference,
+                    VerificationChallenge.sent_via.is_not(None),
+                    VerificationChallenge.created_at >= now - self.policy.lock_for,
+                )
             )
-        ) or 0
+            or 0
+        )
         return sent >= self.policy.codes_per_reference
 
     def _last_event_id(
@@ -312,7 +342,9 @@ class Verifier:
         return session.scalar(query)
 
     def _event(self, session: Session, identity_id: int, reference: str, event: str) -> None:
-        session.add(VerificationEvent(identity_id=identity_id, reference=reference, event=event, created_at=self.clock()))
+        session.add(
+            VerificationEvent(identity_id=identity_id, reference=reference, event=event, created_at=self.clock())
+        )
 
     def _retire_open(self, session: Session, identity_id: int, now: datetime) -> None:
         """A new code replaces the asker's earlier ones, whatever their reference."""

@@ -52,7 +52,8 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "only_on(backend, reason): run only on that backend (sqlite or postgresql), skip with the reason elsewhere"
+        "markers",
+        "only_on(backend, reason): run only on that backend (sqlite or postgresql), skip with the reason elsewhere",
     )
 
 

@@ -83,14 +83,23 @@ def _router(webhook: TwilioChannel) -> APIRouter:
         database = request.app.state.services.database
         known = await run_in_threadpool(
             partial(
-                record_delivery, database, channel=report.channel, receipt_id=report.message_sid,
-                status=report.status, unreachable=report.unreachable,
+                record_delivery,
+                database,
+                channel=report.channel,
+                receipt_id=report.message_sid,
+                status=report.status,
+                unreachable=report.unreachable,
             )
         )
         log.info(
             "delivery status",
-            extra={"channel": report.channel, "receipt_id": report.message_sid, "status": report.status,
-                   "error_code": report.error_code, "known": known},
+            extra={
+                "channel": report.channel,
+                "receipt_id": report.message_sid,
+                "status": report.status,
+                "error_code": report.error_code,
+                "known": known,
+            },
         )
         return Response(status_code=204)
 
@@ -117,7 +126,7 @@ async def register_webhooks(settings: Settings) -> list[str]:
         )
     if not missing(settings, *_NEEDS["whatsapp"]):
         lines.append(
-            f'whatsapp: set the WhatsApp sender\'s (or sandbox\'s) "When a message comes in" URL to {inbound} '
+            f"whatsapp: set the WhatsApp sender's (or sandbox's) \"When a message comes in\" URL to {inbound} "
             f"(HTTP POST) and its status callback URL to {status}"
         )
     host = urlsplit(settings.public_base_url).hostname or ""

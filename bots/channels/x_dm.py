@@ -83,8 +83,10 @@ async def register_webhooks(settings: Settings) -> list[str]:
     """Polling needs nothing registered; Account Activity needs the URL entered at X (never done here)."""
     return [
         f"x: polling GET /2/dm_events every {settings.x_poll_seconds:g} s is the default; nothing to register",
-        f"x: with Account Activity access, register {settings.public_base_url}{WEBHOOK_PATH} as the webhook in the "
-        "X developer portal and subscribe the bot account to it (X sends a CRC check to it first)",
+        (
+            f"x: with Account Activity access, register {settings.public_base_url}{WEBHOOK_PATH} as the webhook in "
+            "the X developer portal and subscribe the bot account to it (X sends a CRC check to it first)"
+        ),
     ]
 
 

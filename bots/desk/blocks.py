@@ -60,22 +60,41 @@ def parent(
         "*Records*\n" + ("\n".join(escape(line) for line in summary.records) or "none looked up"),
     ]
     if summary.window is not None:
-        fields.append(f"*{channel_name(summary.channel)} window*\n{_window(summary, zone=zone, now=now, template=template)}")
+        fields.append(
+            f"*{channel_name(summary.channel)} window*\n{_window(summary, zone=zone, now=now, template=template)}"
+        )
     blocks: list[dict[str, Any]] = [
         _section(f"{head}\n{status_line(summary, zone)}"),
         {"type": "section", "fields": [{"type": "mrkdwn", "text": field[:FIELD_LIMIT]} for field in fields]},
         _section("*Last messages*\n" + _messages(summary)),
     ]
     if summary.status in ACTIVE:
-        blocks.append({"type": "actions", "block_id": "desk_ticket", "elements": [
-            _button("Claim", CLAIM, summary.reference, style="primary"),
-            _button("Resolve", RESOLVE, summary.reference),
-            _button("Back to bot", BACK, summary.reference),
-        ]})
-    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": (
-        "Reply in this thread to answer the user. Start with `//` for a note only agents see."
-    )}]})
-    return f"{summary.reference} ({summary.priority}): {summary.user} on {channel_name(summary.channel)} needs a person", blocks
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": "desk_ticket",
+                "elements": [
+                    _button("Claim", CLAIM, summary.reference, style="primary"),
+                    _button("Resolve", RESOLVE, summary.reference),
+                    _button("Back to bot", BACK, summary.reference),
+                ],
+            }
+        )
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": ("Reply in this thread to answer the user. Start with `//` for a note only agents see."),
+                }
+            ],
+        }
+    )
+    return (
+        f"{summary.reference} ({summary.priority}): {summary.user} on {channel_name(summary.channel)} needs a person",
+        blocks,
+    )
 
 
 def _window(summary: TicketSummary, *, zone: ZoneInfo, now: datetime, template: bool) -> str:
@@ -100,7 +119,10 @@ def _section(text: str) -> dict[str, Any]:
 
 def _button(label: str, action_id: str, value: str, *, style: str | None = None) -> dict[str, Any]:
     button: dict[str, Any] = {
-        "type": "button", "action_id": action_id, "value": value, "text": {"type": "plain_text", "text": label},
+        "type": "button",
+        "action_id": action_id,
+        "value": value,
+        "text": {"type": "plain_text", "text": label},
     }
     if style:
         button["style"] = style
@@ -122,10 +144,14 @@ def announcement_check(
     body += f":\n> {escape(text)}"
     return [
         _section(body),
-        {"type": "actions", "block_id": "desk_announce", "elements": [
-            _button(f"Send to {total}", ANNOUNCE_SEND, str(announcement_id), style="primary"),
-            _button("Cancel", ANNOUNCE_CANCEL, str(announcement_id)),
-        ]},
+        {
+            "type": "actions",
+            "block_id": "desk_announce",
+            "elements": [
+                _button(f"Send to {total}", ANNOUNCE_SEND, str(announcement_id), style="primary"),
+                _button("Cancel", ANNOUNCE_CANCEL, str(announcement_id)),
+            ],
+        },
     ]
 
 

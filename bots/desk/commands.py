@@ -49,7 +49,10 @@ def register(app: AsyncApp, settings: Settings, directory: AgentDirectory) -> No
     async def on_command(ack: Any, command: dict[str, Any], client: AsyncWebClient, context: AsyncBoltContext) -> None:
         user = str(command.get("user_id") or "")
         if not await directory.is_member(client, user):
-            log.warning("desk command refused: not a member of the agents' channel", extra={"channel": "slack", "slack_user": user})
+            log.warning(
+                "desk command refused: not a member of the agents' channel",
+                extra={"channel": "slack", "slack_user": user},
+            )
             await run_in_threadpool(_refuse, context[SERVICES], user, "command")
             await ack(text="Only members of the agents' channel can use /saypro.")
             return
@@ -59,8 +62,9 @@ def register(app: AsyncApp, settings: Settings, directory: AgentDirectory) -> No
         await ack(**answer)
         context[BACKGROUND].add_task(settle, context[SERVICES], client, settings, [])
 
-    async def on_announcement(ack: Any, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient,
-                              context: AsyncBoltContext) -> None:
+    async def on_announcement(
+        ack: Any, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient, context: AsyncBoltContext
+    ) -> None:
         await ack()
         user = str((body.get("user") or {}).get("id") or "")
         where = (body.get("channel") or {}).get("id") or settings.slack_agent_channel
@@ -105,7 +109,12 @@ def _run(services: Services, settings: Settings, agent: Agent, verb: str, rest: 
             return {"text": _status(session, agent, rest, now)}
         if verb == "announce" and rest:
             announcement = announcements.draft(
-                session, rest, agent_id=agent.id, agent_name=agent.name, now=now, channels=services.channels,
+                session,
+                rest,
+                agent_id=agent.id,
+                agent_name=agent.name,
+                now=now,
+                channels=services.channels,
                 template_sid=settings.whatsapp_announcement_template,
             )
             desk_actions.record(session, agent, "announce", None, announcement=announcement.id, step="draft")
@@ -127,7 +136,11 @@ def _queue(session: Any, services: Services, now: datetime) -> str:
         for t in tickets[:QUEUE_LIMIT]
     ]
     more = f"\n…and {len(tickets) - QUEUE_LIMIT} more." if len(tickets) > QUEUE_LIMIT else ""
-    return f"*{len(tickets)} open ticket{'s' if len(tickets) != 1 else ''}*, most urgent first:\n" + "\n".join(lines) + more
+    return (
+        f"*{len(tickets)} open ticket{'s' if len(tickets) != 1 else ''}*, most urgent first:\n"
+        + "\n".join(lines)
+        + more
+    )
 
 
 def _ticket(session: Any, services: Services, ticket: Ticket, now: datetime) -> str:
@@ -153,7 +166,11 @@ def _stats(session: Any, services: Services, now: datetime) -> str:
 def _status(session: Any, agent: Agent, rest: str, now: datetime) -> str:
     if not rest:
         current = incidents.current(session)
-        return f"Incident note: {blocks.escape(current.text)}" if current else "No incident note is set. Usage: `/saypro status TEXT`"
+        return (
+            f"Incident note: {blocks.escape(current.text)}"
+            if current
+            else "No incident note is set. Usage: `/saypro status TEXT`"
+        )
     if rest.lower() == "clear":
         ended = incidents.clear(session, agent_id=agent.id, agent_name=agent.name, now=now)
         if ended is None:
@@ -174,16 +191,24 @@ def _decide(services: Services, settings: Settings, agent: Agent, announcement_i
             done = announcements.cancel(session, announcement_id, agent_id=agent.id, agent_name=agent.name, now=now)
             return "Announcement cancelled." if done else "That announcement was already sent or cancelled."
         sent = announcements.send(
-            session, announcement_id, agent_id=agent.id, agent_name=agent.name, now=now,
-            channels=services.channels, template_sid=settings.whatsapp_announcement_template,
+            session,
+            announcement_id,
+            agent_id=agent.id,
+            agent_name=agent.name,
+            now=now,
+            channels=services.channels,
+            template_sid=settings.whatsapp_announcement_template,
         )
         if sent is None:
             return "That announcement was already sent or cancelled."
-        desk_actions.record(session, agent, "announce", None, announcement=sent.id, queued=sent.queued, skipped=sent.skipped)
+        desk_actions.record(
+            session, agent, "announce", None, announcement=sent.id, queued=sent.queued, skipped=sent.skipped
+        )
         template = f", {sent.as_template} as the WhatsApp template" if sent.as_template else ""
         skipped = f" ({sent.skipped} outside WhatsApp's window with no template were left out)" if sent.skipped else ""
-        line = texts.DESK_ANNOUNCED.format(agent=agent.name, people=_people(sent.queued), template=template,
-                                           skipped=skipped, text=sent.text)
+        line = texts.DESK_ANNOUNCED.format(
+            agent=agent.name, people=_people(sent.queued), template=template, skipped=skipped, text=sent.text
+        )
         desk_posts.post(session, PostKind.CHANNEL, line)
         return f"Announcement queued for {_people(sent.queued)}{template}{skipped}."
 

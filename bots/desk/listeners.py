@@ -47,8 +47,9 @@ def register(app: AsyncApp, settings: Settings) -> None:
         elif subtype in (None, "file_share") and not event.get("bot_id"):
             await _on_reply(event, channel, directory, context, settings, client)
 
-    async def on_button(ack: Any, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient,
-                        context: AsyncBoltContext) -> None:
+    async def on_button(
+        ack: Any, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient, context: AsyncBoltContext
+    ) -> None:
         await ack()
         await _on_button(body, action, directory, context, settings, client)
 
@@ -59,7 +60,11 @@ def register(app: AsyncApp, settings: Settings) -> None:
 
 
 async def _on_reply(
-    event: dict[str, Any], channel: str, directory: AgentDirectory, context: AsyncBoltContext, settings: Settings,
+    event: dict[str, Any],
+    channel: str,
+    directory: AgentDirectory,
+    context: AsyncBoltContext,
+    settings: Settings,
     client: AsyncWebClient,
 ) -> None:
     thread_ts, ts, user = event.get("thread_ts"), event.get("ts"), event.get("user")
@@ -71,7 +76,9 @@ async def _on_reply(
     services, background = context[SERVICES], context[BACKGROUND]
     item_ids: list[int] = []
     if not await directory.is_member(client, user):
-        log.warning("desk reply refused: not a member of the agents' channel", extra={"channel": "slack", "slack_user": user})
+        log.warning(
+            "desk reply refused: not a member of the agents' channel", extra={"channel": "slack", "slack_user": user}
+        )
         await run_in_threadpool(_refuse_reply, services, channel, thread_ts, ts, user)
     else:
         agent = await directory.agent(client, user, profile=event.get("user_profile"))
@@ -83,7 +90,9 @@ async def _on_reply(
     background.add_task(settle, services, client, settings, item_ids)
 
 
-def _relay(services: Services, channel: str, thread_ts: str, ts: str, agent: Agent, text: str, *, files: bool) -> Outcome:
+def _relay(
+    services: Services, channel: str, thread_ts: str, ts: str, agent: Agent, text: str, *, files: bool
+) -> Outcome:
     with services.database.transaction() as session:
         ticket = desk_actions.ticket_for_thread(session, channel, thread_ts)
         if ticket is None:
@@ -99,8 +108,14 @@ def _refuse_reply(services: Services, channel: str, thread_ts: str, ts: str, use
     with services.database.transaction() as session:
         ticket = desk_actions.ticket_for_thread(session, channel, thread_ts)
         note = texts.DESK_NOT_MEMBER.format(name=user)
-        desk_actions.refused(session, agent_id=user, action="reply", ticket=ticket, thread_note=note,
-                             dedupe_key=f"refused:{channel}:{ts}")
+        desk_actions.refused(
+            session,
+            agent_id=user,
+            action="reply",
+            ticket=ticket,
+            thread_note=note,
+            dedupe_key=f"refused:{channel}:{ts}",
+        )
 
 
 async def _on_changed(
@@ -128,15 +143,21 @@ async def _on_changed(
 
 
 async def _on_button(
-    body: dict[str, Any], action: dict[str, Any], directory: AgentDirectory, context: AsyncBoltContext,
-    settings: Settings, client: AsyncWebClient,
+    body: dict[str, Any],
+    action: dict[str, Any],
+    directory: AgentDirectory,
+    context: AsyncBoltContext,
+    settings: Settings,
+    client: AsyncWebClient,
 ) -> None:
     services, background = context[SERVICES], context[BACKGROUND]
     user = (body.get("user") or {}).get("id")
     where = (body.get("channel") or {}).get("id") or settings.slack_agent_channel
     reference = str(action.get("value") or "")
     if not isinstance(user, str) or not await directory.is_member(client, user):
-        log.warning("desk button refused: not a member of the agents' channel", extra={"channel": "slack", "slack_user": user})
+        log.warning(
+            "desk button refused: not a member of the agents' channel", extra={"channel": "slack", "slack_user": user}
+        )
         await run_in_threadpool(_refuse_button, services, str(user), str(action.get("action_id")), reference)
         if isinstance(user, str):
             await ephemeral(client, channel=where, user=user, text=NOT_A_MEMBER)
@@ -148,7 +169,11 @@ async def _on_button(
     background.add_task(settle, services, client, settings, outcome.item_ids)
 
 
-_ACTIONS = {blocks.CLAIM: desk_actions.claim, blocks.RESOLVE: desk_actions.resolve, blocks.BACK: desk_actions.back_to_bot}
+_ACTIONS = {
+    blocks.CLAIM: desk_actions.claim,
+    blocks.RESOLVE: desk_actions.resolve,
+    blocks.BACK: desk_actions.back_to_bot,
+}
 
 
 def _press(services: Services, action_id: str, reference: str, agent: Agent) -> Outcome:

@@ -81,14 +81,18 @@ def _gauge(name: str, doc: str, value: float | None, **labels: str) -> GaugeMetr
 
 def _gauges(report: dict[str, Any], open_tickets: dict[str, int]) -> Iterator[Metric]:
     period = f"over the last {PERIOD_DAYS} days"
-    volume = GaugeMetricFamily("saypro_report_conversations", f"Conversations with the users {period}", labels=["channel"])
+    volume = GaugeMetricFamily(
+        "saypro_report_conversations", f"Conversations with the users {period}", labels=["channel"]
+    )
     tickets = GaugeMetricFamily("saypro_report_tickets", f"Tickets opened {period}", labels=["channel"])
     for channel, counts in report["volume"].items():
         volume.add_metric([channel], counts["conversations"])
         tickets.add_metric([channel], counts["tickets"])
     yield volume
     yield tickets
-    waiting = GaugeMetricFamily("saypro_desk_open_tickets", "Tickets waiting for or held by a person now", labels=["priority"])
+    waiting = GaugeMetricFamily(
+        "saypro_desk_open_tickets", "Tickets waiting for or held by a person now", labels=["priority"]
+    )
     for priority, count in sorted(open_tickets.items()):
         waiting.add_metric([priority], count)
     yield waiting
@@ -103,10 +107,19 @@ def _gauges(report: dict[str, Any], open_tickets: dict[str, int]) -> Iterator[Me
         yield times
     csat = report["csat"]
     for gauge in (
-        _gauge("saypro_report_bot_containment_ratio", f"Conversations without a person {period}", report["bot_containment"]),
-        _gauge("saypro_report_first_contact_resolution_ratio", f"Tickets resolved without a reopen {period}",
-               report["first_contact_resolution"]),
-        _gauge("saypro_report_sla_breaches", f"Tickets that missed their first-response target {period}", report["sla_breaches"]),
+        _gauge(
+            "saypro_report_bot_containment_ratio", f"Conversations without a person {period}", report["bot_containment"]
+        ),
+        _gauge(
+            "saypro_report_first_contact_resolution_ratio",
+            f"Tickets resolved without a reopen {period}",
+            report["first_contact_resolution"],
+        ),
+        _gauge(
+            "saypro_report_sla_breaches",
+            f"Tickets that missed their first-response target {period}",
+            report["sla_breaches"],
+        ),
         _gauge("saypro_report_csat_satisfied_ratio", f"Share of ratings that are 4 or 5 {period}", csat["satisfied"]),
         _gauge("saypro_report_csat_mean", f"Mean rating (1 to 5) {period}", csat["mean"]),
         _gauge("saypro_report_csat_responses", f"Ratings given {period}", csat["responses"]),

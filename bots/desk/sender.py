@@ -41,7 +41,9 @@ class DeskSender:
         self.services = services
         self.client = client
         self.channel = settings.slack_agent_channel
-        self.mention = f"<!subteam^{settings.slack_escalation_usergroup}>" if settings.slack_escalation_usergroup else "<!here>"
+        self.mention = (
+            f"<!subteam^{settings.slack_escalation_usergroup}>" if settings.slack_escalation_usergroup else "<!here>"
+        )
         self.template = settings.whatsapp_agent_reply_template is not None
 
     async def flush(self) -> int:
@@ -60,24 +62,37 @@ class DeskSender:
         try:
             ts = await self._post(claimed)
         except PermanentChannelError as error:
-            status = await asyncio.to_thread(desk_posts.failed, database, claimed, str(error), now=utcnow(), permanent=True)
-            log.warning("desk post not sent: %s", error, extra={"channel": "slack", "desk_post": claimed.id, "status": status})
+            status = await asyncio.to_thread(
+                desk_posts.failed, database, claimed, str(error), now=utcnow(), permanent=True
+            )
+            log.warning(
+                "desk post not sent: %s", error, extra={"channel": "slack", "desk_post": claimed.id, "status": status}
+            )
             return
         except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
             error = translate(exc)
             retry_after = error.retry_after if isinstance(error, TransientChannelError) else None
             status = await asyncio.to_thread(
-                desk_posts.failed, database, claimed, f"{type(error).__name__}: {error}", now=utcnow(),
-                permanent=isinstance(error, PermanentChannelError), retry_after=retry_after,
+                desk_posts.failed,
+                database,
+                claimed,
+                f"{type(error).__name__}: {error}",
+                now=utcnow(),
+                permanent=isinstance(error, PermanentChannelError),
+                retry_after=retry_after,
             )
-            log.warning("desk post not sent: %s", error, extra={"channel": "slack", "desk_post": claimed.id, "status": status})
+            log.warning(
+                "desk post not sent: %s", error, extra={"channel": "slack", "desk_post": claimed.id, "status": status}
+            )
             return
         await asyncio.to_thread(desk_posts.sent, database, claimed, ts=ts, channel=self.channel, now=utcnow())
 
     async def _post(self, claimed: Claimed) -> str | None:
         if claimed.kind == PostKind.PARENT:
             text, view = await asyncio.to_thread(self._parent_view, claimed.ticket_id)
-            response = await self.client.chat_postMessage(channel=self.channel, text=text, blocks=view, unfurl_links=False)
+            response = await self.client.chat_postMessage(
+                channel=self.channel, text=text, blocks=view, unfurl_links=False
+            )
             return _ts(response)
         if claimed.kind == PostKind.REFRESH:
             if claimed.parent_ts is None:

@@ -61,9 +61,15 @@ def channel(port: int) -> SmtpChannel:
 
 def test_a_message_is_sent_as_a_plain_text_email(mailbox: tuple[Mailbox, int]) -> None:
     handler, port = mailbox
-    receipt = asyncio.run(channel(port).send(OutboundMessage(channel="email", user_id="thandi@example.org", text="Hello Thandi")))
+    receipt = asyncio.run(
+        channel(port).send(OutboundMessage(channel="email", user_id="thandi@example.org", text="Hello Thandi"))
+    )
     [mail] = handler.mails
-    assert (mail["To"], mail["From"], mail["Subject"]) == ("thandi@example.org", "SayPro <no-reply@saypro.online>", "A message from SayPro support")
+    assert (mail["To"], mail["From"], mail["Subject"]) == (
+        "thandi@example.org",
+        "SayPro <no-reply@saypro.online>",
+        "A message from SayPro support",
+    )
     assert mail.get_payload(decode=True).decode().strip() == "Hello Thandi"  # type: ignore[union-attr]
     assert receipt.provider_message_id == mail["Message-ID"]
 

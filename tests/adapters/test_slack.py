@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -58,12 +58,14 @@ async def test_send_posts_mrkdwn_section_and_buttons_to_the_users_dm(fake: FakeP
                 "type": "actions",
                 "elements": [
                     {
-                        "type": "button", "action_id": "saypro_option_1",
+                        "type": "button",
+                        "action_id": "saypro_option_1",
                         "text": {"type": "plain_text", "text": "I backed a campaign", "emoji": True},
                         "value": "audience:backer",
                     },
                     {
-                        "type": "button", "action_id": "saypro_option_2",
+                        "type": "button",
+                        "action_id": "saypro_option_2",
                         "text": {"type": "plain_text", "text": "Talk to a person", "emoji": True},
                         "value": "action:agent",
                     },
@@ -120,7 +122,9 @@ def scripted():  # type: ignore[no-untyped-def]
     [
         (
             Reply(429, {"ok": False, "error": "ratelimited"}, headers={"Retry-After": "7"}),
-            TransientChannelError, None, 7.0,
+            TransientChannelError,
+            None,
+            7.0,
         ),
         (Reply(500, "<html>oops</html>", headers={"Content-Type": "text/html"}), TransientChannelError, None, None),
         (Reply(503, {"ok": False, "error": "service_unavailable"}), TransientChannelError, None, None),
@@ -173,7 +177,7 @@ def test_a_direct_message_is_parsed_with_a_retry_stable_id() -> None:
     assert message is not None
     assert (message.channel, message.user_id, message.text) == ("slack", "U2147483697", "When do I get my payout?")
     assert message.provider_message_id == "D024BE91L:1700000100.000200"
-    assert message.sent_at == datetime.fromtimestamp(1700000100.0002, tz=timezone.utc)
+    assert message.sent_at == datetime.fromtimestamp(1700000100.0002, tz=UTC)
     assert message.display_name is None  # not in the event, and users.info is not called on the hot path
 
 

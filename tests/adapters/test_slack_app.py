@@ -117,7 +117,8 @@ def test_a_direct_message_is_answered_with_one_chat_post_message(start: Callable
     assert call.json["channel"] == "U2147483697"
     assert call.json["text"] == "Payouts are sent after the campaign ends."
     assert call.json["blocks"][0] == {
-        "type": "section", "text": {"type": "mrkdwn", "text": "Payouts are sent after the campaign ends."}
+        "type": "section",
+        "text": {"type": "mrkdwn", "text": "Payouts are sent after the campaign ends."},
     }
     [item] = slack.outbox()
     assert (item.status, item.channel, item.user_id) == ("sent", "slack", "U2147483697")
@@ -131,7 +132,10 @@ def test_menu_then_a_button_press_picks_the_option(start: Callable[..., Slack]) 
     wait_for(lambda: len(posts(slack.fake)) == 1)
     buttons = posts(slack.fake)[0]["blocks"][-1]["elements"]
     assert [b["text"]["text"] for b in buttons] == [
-        "I run a campaign", "I backed a campaign", "I entered a contest", "Talk to a person"
+        "I run a campaign",
+        "I backed a campaign",
+        "I entered a contest",
+        "Talk to a person",
     ]
     backer = next(b for b in buttons if b["text"]["text"] == "I backed a campaign")
 
@@ -190,7 +194,8 @@ def test_unsigned_forged_or_stale_requests_are_refused_with_nothing_stored(
     assert response.status_code in (401, 403)
     action = block_action("audience:backer")
     assert slack.post(action, {**headers(action), "Content-Type": "application/x-www-form-urlencoded"}).status_code in (
-        401, 403
+        401,
+        403,
     )
     time.sleep(0.3)
     assert slack.stored() == 0

@@ -86,12 +86,22 @@ async def test_another_module_can_add_listeners_to_the_same_app() -> None:
         )
         client = slack_plugin.make_client(token=BOT_TOKEN, base_url=settings.slack_api_base_url)
         app = slack_plugin.build_app(settings, client=client, registrars=[register_saypro_command])
-        body = urlencode({
-            "token": "Jhj5dZrVaK7ZwHHjRyZWjbDl", "team_id": "T061EG9R6", "team_domain": "saypro",
-            "channel_id": "C0AGENTDSK", "channel_name": "support-desk", "user_id": "U0AGENT01", "user_name": "thandi",
-            "command": "/saypro", "text": "claim T-42", "api_app_id": "A0PNCHHK2",
-            "response_url": "https://hooks.slack.com/commands/T061EG9R6/1/abc", "trigger_id": "1.2.3",
-        })
+        body = urlencode(
+            {
+                "token": "Jhj5dZrVaK7ZwHHjRyZWjbDl",
+                "team_id": "T061EG9R6",
+                "team_domain": "saypro",
+                "channel_id": "C0AGENTDSK",
+                "channel_name": "support-desk",
+                "user_id": "U0AGENT01",
+                "user_name": "thandi",
+                "command": "/saypro",
+                "text": "claim T-42",
+                "api_app_id": "A0PNCHHK2",
+                "response_url": "https://hooks.slack.com/commands/T061EG9R6/1/abc",
+                "trigger_id": "1.2.3",
+            }
+        )
         transport = httpx.ASGITransport(app=_bare(app))
         async with httpx.AsyncClient(transport=transport, base_url="http://bot") as web_client:
             response = await web_client.post("/slack/events", content=body, headers=signed(body, form=True))
@@ -100,10 +110,16 @@ async def test_another_module_can_add_listeners_to_the_same_app() -> None:
         fake.close()
 
 
-@pytest.mark.parametrize(("body", "sign", "status"), [
-    ("{not json", False, 401), ("{not json", True, 400), ("payload=%7Bbad", True, 400), ("[1]", False, 401),
-    (b"\xff\xfe", False, 401),
-])
+@pytest.mark.parametrize(
+    ("body", "sign", "status"),
+    [
+        ("{not json", False, 401),
+        ("{not json", True, 400),
+        ("payload=%7Bbad", True, 400),
+        ("[1]", False, 401),
+        (b"\xff\xfe", False, 401),
+    ],
+)
 async def test_an_unreadable_body_is_refused_without_a_crash(body: str | bytes, sign: bool, status: int) -> None:
     settings = settings_with(slack_bot_token=BOT_TOKEN, slack_signing_secret=SIGNING_SECRET)
     app = slack_plugin.build_app(settings, client=slack_plugin.make_client(token=BOT_TOKEN))
@@ -131,7 +147,9 @@ async def test_a_refused_request_logs_neither_its_body_nor_its_signature(
     monkeypatch.setattr(bots.plugins, "PLUGIN_MODULES", ("bots.channels.slack",))
     fake = fake_slack()
     settings = load_settings(
-        database_url=database_url, slack_bot_token=BOT_TOKEN, slack_signing_secret=SIGNING_SECRET,
+        database_url=database_url,
+        slack_bot_token=BOT_TOKEN,
+        slack_signing_secret=SIGNING_SECRET,
         slack_api_base_url=f"{fake.url}/api",
     )
     services = build(settings, knowledge=FakeKnowledge())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -60,26 +60,35 @@ def test_a_text_message_becomes_one_inbound_message_from_the_chat() -> None:
     assert message.provider_message_id == f"815300001:{CHAT}:4121"
     assert message.text == "When will my payout arrive?"
     assert message.display_name == "Thandi"
-    assert message.sent_at == datetime(2024, 6, 10, 6, 13, 20, tzinfo=timezone.utc)
+    assert message.sent_at == datetime(2024, 6, 10, 6, 13, 20, tzinfo=UTC)
     assert message.attachments == ()
 
 
 def test_the_same_update_gets_the_same_id_and_another_update_another() -> None:
     assert parse("message_text")[0].provider_message_id == parse("message_text")[0].provider_message_id
-    assert parse("message_text", update_id=815300099)[0].provider_message_id != parse("message_text")[0].provider_message_id
+    assert (
+        parse("message_text", update_id=815300099)[0].provider_message_id
+        != parse("message_text")[0].provider_message_id
+    )
 
 
 def test_a_photo_is_kept_as_a_file_id_reference_to_its_largest_size_with_the_caption_as_text() -> None:
     [message] = parse("message_photo")
     assert message.text == "This is the payout screen I see"
-    assert message.attachments == (Attachment(url=file_reference("AgACAgQAAxkBAAIBQ2Z-large"), content_type="image/jpeg"),)
+    assert message.attachments == (
+        Attachment(url=file_reference("AgACAgQAAxkBAAIBQ2Z-large"), content_type="image/jpeg"),
+    )
 
 
 def test_a_document_is_kept_as_a_file_id_reference_with_its_name_and_type() -> None:
     [message] = parse("message_document")
     assert message.text == ""
     assert message.attachments == (
-        Attachment(url="telegram-file:BQACAgQAAxkBAAIBRGZ-document", content_type="application/pdf", name="bank-confirmation.pdf"),
+        Attachment(
+            url="telegram-file:BQACAgQAAxkBAAIBRGZ-document",
+            content_type="application/pdf",
+            name="bank-confirmation.pdf",
+        ),
     )
 
 
@@ -128,13 +137,21 @@ def test_without_a_secret_configured_no_webhook_update_is_accepted() -> None:
 # Outbound ------------------------------------------------------------------------------------------
 
 
-def reply(text: str = "Payouts are sent **after** the campaign ends & fees are shown.", *options: Option) -> OutboundMessage:
+def reply(
+    text: str = "Payouts are sent **after** the campaign ends & fees are shown.", *options: Option
+) -> OutboundMessage:
     return OutboundMessage(channel="telegram", user_id=CHAT, text=text, options=options)
 
 
 async def test_a_reply_is_one_sendmessage_in_html_with_the_options_as_inline_buttons(telegram) -> None:  # type: ignore[no-untyped-def]
     channel, fake = telegram()
-    receipt = await channel.send(reply("Hi [SayPro](https://saypro.online) <team>", Option("Main menu", "action:menu"), Option("Talk to a person", "action:agent")))
+    receipt = await channel.send(
+        reply(
+            "Hi [SayPro](https://saypro.online) <team>",
+            Option("Main menu", "action:menu"),
+            Option("Talk to a person", "action:agent"),
+        )
+    )
     [call] = fake.method("sendMessage")
     assert call.path == f"/bot{TOKEN}/sendMessage"
     assert call.form["chat_id"] == CHAT

@@ -57,7 +57,10 @@ async def polling(database_url: str) -> AsyncIterator[Callable[..., Process]]:
 
     def start(fake: FakeTelegramAPI, *, run: bool = True) -> Process:
         settings = load_settings(
-            database_url=database_url, telegram_bot_token=TOKEN, telegram_api_base_url=fake.base_url, telegram_polling=True
+            database_url=database_url,
+            telegram_bot_token=TOKEN,
+            telegram_api_base_url=fake.base_url,
+            telegram_polling=True,
         )
         process = Process(build(settings, knowledge=FakeKnowledge()), fake)
         [poller] = process.services.plugins[0].pollers
@@ -110,7 +113,13 @@ async def test_a_restart_resumes_from_the_saved_offset_and_repeats_nothing(polli
     first = polling(before)
     # Stopped once its reply is recorded as sent: a stop in the middle of a send is the fault
     # tests' business (the row would wait out its lease, and the next reply behind it).
-    await until(lambda: before.sent_texts() and read_cursor(first.database, CURSOR) == "815300002" and not pending_rows(first.database))
+    await until(
+        lambda: (
+            before.sent_texts()
+            and read_cursor(first.database, CURSOR) == "815300002"
+            and not pending_rows(first.database)
+        )
+    )
     await first.stop()
     # The restarted process asks from the saved offset; this fake hands the first update over
     # again anyway (as Telegram would, had the offset never reached it) with a new one.
@@ -134,7 +143,10 @@ async def test_a_polled_button_press_is_acknowledged_and_answered(polling) -> No
 
 
 async def test_polling_backs_off_on_errors_and_carries_on(polling, caplog) -> None:  # type: ignore[no-untyped-def]
-    conflict = error(409, "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first")
+    conflict = error(
+        409,
+        "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first",
+    )
     fake = FakeTelegramAPI(updates=[error(502, "Bad Gateway"), conflict, [FIRST]])
     process = polling(fake, run=False)
     channel = process.services.plugins[0].channels[0]

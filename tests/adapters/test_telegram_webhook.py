@@ -105,7 +105,9 @@ def test_a_message_is_answered_with_one_sendmessage_to_the_chat(telegram) -> Non
         assert app.rows()[0].receipt_id == f"{CHAT}:{1000 + len(ANSWER)}"
 
 
-@pytest.mark.parametrize("secret", [None, "", "wrong-secret", SECRET + "x"], ids=["missing", "empty", "wrong", "longer"])
+@pytest.mark.parametrize(
+    "secret", [None, "", "wrong-secret", SECRET + "x"], ids=["missing", "empty", "wrong", "longer"]
+)
 def test_a_forged_or_missing_secret_is_refused_with_nothing_stored_or_sent(telegram, secret) -> None:  # type: ignore[no-untyped-def]
     with telegram() as app:
         response = app.post(load_update("message_text"), secret=secret)
@@ -229,7 +231,11 @@ def test_in_polling_mode_without_a_secret_the_webhook_refuses_updates(database_u
 @pytest.mark.parametrize(
     ("overrides", "live", "why"),
     [
-        ({"telegram_bot_token": None, "telegram_webhook_secret": None}, False, "TELEGRAM_BOT_TOKEN, TELEGRAM_WEBHOOK_SECRET not set"),
+        (
+            {"telegram_bot_token": None, "telegram_webhook_secret": None},
+            False,
+            "TELEGRAM_BOT_TOKEN, TELEGRAM_WEBHOOK_SECRET not set",
+        ),
         ({"telegram_webhook_secret": None}, False, "TELEGRAM_WEBHOOK_SECRET not set (or run with --telegram-polling"),
         ({"telegram_bot_token": None, "telegram_polling": True}, False, "TELEGRAM_BOT_TOKEN not set"),
         ({}, True, "webhook POST /webhooks/telegram"),

@@ -36,7 +36,9 @@ from tests.fakes.twilio_api import (
 )
 
 INBOUND, STATUS = "/webhooks/twilio", "/webhooks/twilio/status"
-LONG_ANSWER = " ".join(f"Step {n}: check the payout details on your dashboard and confirm the bank account." for n in range(1, 25))
+LONG_ANSWER = " ".join(
+    f"Step {n}: check the payout details on your dashboard and confirm the bank account." for n in range(1, 25)
+)
 
 
 class LongKnowledge(FakeKnowledge):
@@ -45,8 +47,12 @@ class LongKnowledge(FakeKnowledge):
     def lookup(self, text: str) -> FaqResult:
         if "steps" in text.lower():
             return FaqResult(
-                decision=Decision.ANSWER, confidence=1.0, topic="payout-steps", title="Payout steps",
-                answer=LONG_ANSWER, candidates=(Candidate("payout-steps", "Payout steps", 1.0),),
+                decision=Decision.ANSWER,
+                confidence=1.0,
+                topic="payout-steps",
+                title="Payout steps",
+                answer=LONG_ANSWER,
+                candidates=(Candidate("payout-steps", "Payout steps", 1.0),),
             )
         return super().lookup(text)
 
@@ -59,7 +65,9 @@ class Twilio:
     fake: FakeProviderAPI
     base: str
 
-    def post(self, params: dict[str, str], path: str = INBOUND, headers: dict[str, str] | None = None) -> httpx.Response:
+    def post(
+        self, params: dict[str, str], path: str = INBOUND, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
         sent = signed(params, path) if headers is None else headers
         return httpx.post(self.base + path, content=form_body(params), headers=sent, timeout=10)
 
@@ -94,8 +102,12 @@ def twilio(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Calla
     def start(handler: MessagesCreated | list[Reply] | None = None, *, knowledge=None) -> Iterator[Twilio]:  # type: ignore[no-untyped-def]
         fake = fake_twilio(handler)
         settings = load_settings(
-            database_url=database_url, public_base_url=PUBLIC_BASE_URL, twilio_account_sid=ACCOUNT_SID,
-            twilio_auth_token=AUTH_TOKEN, twilio_sms_number=SMS_NUMBER, twilio_whatsapp_number=WHATSAPP_NUMBER,
+            database_url=database_url,
+            public_base_url=PUBLIC_BASE_URL,
+            twilio_account_sid=ACCOUNT_SID,
+            twilio_auth_token=AUTH_TOKEN,
+            twilio_sms_number=SMS_NUMBER,
+            twilio_whatsapp_number=WHATSAPP_NUMBER,
             twilio_api_base_url=fake.url,
         )
         services = build(settings, knowledge=knowledge or FakeKnowledge())
@@ -268,8 +280,12 @@ def test_a_failed_status_for_an_unsubscribed_number_marks_it_unreachable(twilio)
         sid = app.rows()[0].receipt_id
         assert sid
         failed = fixture(
-            "status_failed_unsubscribed", MessageSid=sid, SmsSid=sid, ErrorCode="63003",
-            To="whatsapp:+27820000002", From=f"whatsapp:{WHATSAPP_NUMBER}",
+            "status_failed_unsubscribed",
+            MessageSid=sid,
+            SmsSid=sid,
+            ErrorCode="63003",
+            To="whatsapp:+27820000002",
+            From=f"whatsapp:{WHATSAPP_NUMBER}",
         )
         assert app.post(failed, STATUS).status_code == 204
         assert app.rows()[0].delivery_status == "failed"

@@ -84,7 +84,11 @@ def test_a_webhook_signed_with_a_shared_key_is_refused_with_a_reason() -> None:
 def test_an_sms_parses_into_one_sms_message() -> None:
     params = fixture("sms_inbound")
     [message] = channel("whatsapp").parse(headers={}, body=urlencode(params).encode())
-    assert (message.channel, message.user_id, message.provider_message_id) == ("sms", "+27820000001", params["MessageSid"])
+    assert (message.channel, message.user_id, message.provider_message_id) == (
+        "sms",
+        "+27820000001",
+        params["MessageSid"],
+    )
     assert message.text == "When is my payout?" and message.attachments == () and message.display_name is None
     assert message.raw is not None and message.raw["AccountSid"] == ACCOUNT_SID
 
@@ -114,7 +118,12 @@ def test_a_form_without_message_sid_or_from_is_unreadable() -> None:
 
 def test_status_callbacks_parse_with_their_channel_and_error_code() -> None:
     delivered = channel().parse_status(urlencode(fixture("status_delivered", MessageSid="SM1")).encode())
-    assert (delivered.channel, delivered.message_sid, delivered.status, delivered.error_code) == ("sms", "SM1", "delivered", None)
+    assert (delivered.channel, delivered.message_sid, delivered.status, delivered.error_code) == (
+        "sms",
+        "SM1",
+        "delivered",
+        None,
+    )
     assert not delivered.unreachable
     failed = channel().parse_status(
         urlencode(fixture("status_failed_unsubscribed", MessageSid="SM2", To="whatsapp:+27820000002")).encode()
@@ -167,7 +176,9 @@ async def test_a_template_goes_as_content_sid_and_variables_without_a_body(fake:
 @pytest.mark.parametrize(
     ("reply", "kind", "unreachable", "retry_after"),
     [
-        pytest.param(twilio_error(429, 20429, headers={"Retry-After": "7"}), TransientChannelError, None, 7.0, id="429"),
+        pytest.param(
+            twilio_error(429, 20429, headers={"Retry-After": "7"}), TransientChannelError, None, 7.0, id="429"
+        ),
         pytest.param(twilio_error(429, 20429), TransientChannelError, None, None, id="429-no-hint"),
         pytest.param(twilio_error(500, 20500), TransientChannelError, None, None, id="500"),
         pytest.param(twilio_error(503, 20503), TransientChannelError, None, None, id="503"),
@@ -244,7 +255,9 @@ def test_both_channels_are_off_naming_what_is_missing() -> None:
 def test_sms_alone_is_live_with_its_number_masked() -> None:
     from bots.channels.twilio import plugin
 
-    result = plugin(settings(twilio_account_sid=ACCOUNT_SID, twilio_auth_token=AUTH_TOKEN, twilio_sms_number=SMS_NUMBER))
+    result = plugin(
+        settings(twilio_account_sid=ACCOUNT_SID, twilio_auth_token=AUTH_TOKEN, twilio_sms_number=SMS_NUMBER)
+    )
     assert [channel.name for channel in result.channels] == ["sms"]
     live = {status.name: status for status in result.statuses}["sms"]
     assert live.live and SMS_NUMBER not in live.why and AUTH_TOKEN not in live.why
@@ -254,10 +267,15 @@ def test_sms_alone_is_live_with_its_number_masked() -> None:
 def test_both_channels_share_one_client() -> None:
     from bots.channels.twilio import plugin
 
-    result = plugin(settings(
-        twilio_account_sid=ACCOUNT_SID, twilio_auth_token=AUTH_TOKEN, twilio_sms_number=SMS_NUMBER,
-        twilio_whatsapp_number=WHATSAPP_NUMBER, twilio_api_base_url="http://127.0.0.1:9",
-    ))
+    result = plugin(
+        settings(
+            twilio_account_sid=ACCOUNT_SID,
+            twilio_auth_token=AUTH_TOKEN,
+            twilio_sms_number=SMS_NUMBER,
+            twilio_whatsapp_number=WHATSAPP_NUMBER,
+            twilio_api_base_url="http://127.0.0.1:9",
+        )
+    )
     sms, whatsapp = result.channels
     assert isinstance(sms, TwilioChannel) and isinstance(whatsapp, TwilioChannel)
     assert sms.client is whatsapp.client
@@ -268,8 +286,12 @@ def test_both_channels_share_one_client() -> None:
 async def test_register_webhooks_prints_the_urls_per_live_channel() -> None:
     from bots.channels.twilio import plugin
 
-    values = {"twilio_account_sid": ACCOUNT_SID, "twilio_auth_token": AUTH_TOKEN, "twilio_sms_number": SMS_NUMBER,
-              "twilio_whatsapp_number": WHATSAPP_NUMBER}
+    values = {
+        "twilio_account_sid": ACCOUNT_SID,
+        "twilio_auth_token": AUTH_TOKEN,
+        "twilio_sms_number": SMS_NUMBER,
+        "twilio_whatsapp_number": WHATSAPP_NUMBER,
+    }
     result = plugin(settings(**values))
     assert result.register_webhooks is not None
     lines = await result.register_webhooks(settings(**values))
@@ -280,7 +302,11 @@ async def test_register_webhooks_prints_the_urls_per_live_channel() -> None:
         assert "https://bot.example.org/webhooks/twilio/status" in line
         assert AUTH_TOKEN not in line
     local = await result.register_webhooks(
-        load_settings(database_url="sqlite:///unused.db", twilio_sms_number=SMS_NUMBER,
-                      twilio_account_sid=ACCOUNT_SID, twilio_auth_token=AUTH_TOKEN)
+        load_settings(
+            database_url="sqlite:///unused.db",
+            twilio_sms_number=SMS_NUMBER,
+            twilio_account_sid=ACCOUNT_SID,
+            twilio_auth_token=AUTH_TOKEN,
+        )
     )
     assert len(local) == 2 and "public https URL" in local[-1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -86,8 +86,11 @@ def test_a_polled_dm_is_answered_through_the_real_api_end_to_end(fake: FakeXAPI,
     assert authorization.startswith("OAuth ") and 'oauth_consumer_key="ck"' in authorization
     assert 'oauth_token="at"' in authorization and "oauth_signature=" in authorization
     query = fake.reads()[0].query
-    for part in ("dm_event.fields=id%2Cevent_type%2Ctext%2Csender_id%2Ccreated_at%2Cdm_conversation_id%2Cattachments",
-                 "event_types=MessageCreate", "expansions=sender_id%2Cattachments.media_keys"):
+    for part in (
+        "dm_event.fields=id%2Cevent_type%2Ctext%2Csender_id%2Ccreated_at%2Cdm_conversation_id%2Cattachments",
+        "event_types=MessageCreate",
+        "expansions=sender_id%2Cattachments.media_keys",
+    ):
         assert part in query
     # The user DMs only, oldest first: not the bot's own fixture message, not the join event.
     assert inbound(services) == [
@@ -143,7 +146,7 @@ async def test_pages_are_read_back_to_the_cursor_and_stored_oldest_first(fake: F
 
 
 async def test_the_first_run_leaves_an_old_inbox_alone(fake: FakeXAPI, make_services: MakeServices) -> None:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     fake.user_writes(THANDI, "payout? (from last night)", when=now - timedelta(hours=9))
     recent = fake.user_writes(SIPHO, "when is my payout", when=now - timedelta(minutes=5))
     services = make_services()

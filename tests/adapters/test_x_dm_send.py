@@ -34,8 +34,12 @@ class LongKnowledge(FakeKnowledge):
         if "payout" not in text.lower():
             return super().lookup(text)
         return FaqResult(
-            decision=Decision.ANSWER, confidence=1.0, topic="disbursement-timeline", title="Payouts",
-            answer=LONG_ANSWER, candidates=(Candidate("disbursement-timeline", "Payouts", 1.0),),
+            decision=Decision.ANSWER,
+            confidence=1.0,
+            topic="disbursement-timeline",
+            title="Payouts",
+            answer=LONG_ANSWER,
+            candidates=(Candidate("disbursement-timeline", "Payouts", 1.0),),
         )
 
 

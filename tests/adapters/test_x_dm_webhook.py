@@ -80,7 +80,8 @@ async def test_a_crc_request_without_a_plain_token_is_refused(services: Services
 def test_a_signed_dm_is_answered_through_the_real_api_end_to_end(fake: FakeXAPI, services: Services) -> None:
     with live_app(services) as base:
         response = httpx.post(
-            f"{base}/webhooks/x", content=MESSAGE,
+            f"{base}/webhooks/x",
+            content=MESSAGE,
             headers={"content-type": "application/json", "x-twitter-webhooks-signature": sign(MESSAGE)},
         )
         assert response.status_code == 200
@@ -96,8 +97,11 @@ def test_a_signed_dm_is_answered_through_the_real_api_end_to_end(fake: FakeXAPI,
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"x-twitter-webhooks-signature": "sha256=" + base64.b64encode(b"\0" * 32).decode()},
-     {"x-twitter-webhooks-signature": sign(MESSAGE, secret="another-apps-secret")}],
+    [
+        {},
+        {"x-twitter-webhooks-signature": "sha256=" + base64.b64encode(b"\0" * 32).decode()},
+        {"x-twitter-webhooks-signature": sign(MESSAGE, secret="another-apps-secret")},
+    ],
     ids=["missing", "forged", "other-secret"],
 )
 async def test_an_unsigned_or_forged_post_is_refused_with_nothing_stored_or_sent(
@@ -120,8 +124,19 @@ async def test_a_dm_taken_by_webhook_and_then_polled_is_answered_once(fake: Fake
     # Account Activity and GET /2/dm_events carry the same DM event id.
     await post(services, MESSAGE, {"x-twitter-webhooks-signature": sign(MESSAGE)})
     event = fixture("aaa_direct_message.json")["direct_message_events"][0]
-    fake.seed({"data": [{"id": event["id"], "event_type": "MessageCreate", "text": "when is my payout?",
-                         "sender_id": THANDI, "dm_conversation_id": f"{THANDI}-{fake.bot_user_id}"}]})
+    fake.seed(
+        {
+            "data": [
+                {
+                    "id": event["id"],
+                    "event_type": "MessageCreate",
+                    "text": "when is my payout?",
+                    "sender_id": THANDI,
+                    "dm_conversation_id": f"{THANDI}-{fake.bot_user_id}",
+                }
+            ]
+        }
+    )
     channel = services.channels.get("x")
     assert isinstance(channel, XDirectMessages)
     assert await poll_once(services, channel) == 0
@@ -129,9 +144,7 @@ async def test_a_dm_taken_by_webhook_and_then_polled_is_answered_once(fake: Fake
 
 
 @pytest.mark.parametrize("name", ["aaa_own_message.json", "aaa_typing.json"])
-async def test_the_bots_own_dms_and_other_activity_store_nothing(
-    fake: FakeXAPI, services: Services, name: str
-) -> None:
+async def test_the_bots_own_dms_and_other_activity_store_nothing(fake: FakeXAPI, services: Services, name: str) -> None:
     body = json.dumps(fixture(name)).encode()
     response = await post(services, body, {"x-twitter-webhooks-signature": sign(body)})
     assert response.status_code == 200

@@ -77,7 +77,9 @@ def test_run_with_no_configuration_serves_health_and_creates_the_database(runnin
 
 
 def test_chat_answers_the_payout_timeline_question(tmp_path: Path, clean_env: dict[str, str]) -> None:
-    result = saypro("chat", cwd=tmp_path, env=clean_env, stdin="how long until my campaign funds are paid out?\n/quit\n")
+    result = saypro(
+        "chat", cwd=tmp_path, env=clean_env, stdin="how long until my campaign funds are paid out?\n/quit\n"
+    )
     assert result.returncode == 0, result.stderr
     assert "Your funds are paid out once" in result.stdout
     assert "Conversation saved" in result.stdout
@@ -98,7 +100,9 @@ def test_ask_json_refuses_the_weather(tmp_path: Path, clean_env: dict[str, str])
 
 
 def test_ask_json_answers_a_refund_question(tmp_path: Path, clean_env: dict[str, str]) -> None:
-    result = saypro("ask", "how do i get my money back from a cancelled campaign", "--json", cwd=tmp_path, env=clean_env)
+    result = saypro(
+        "ask", "how do i get my money back from a cancelled campaign", "--json", cwd=tmp_path, env=clean_env
+    )
     payload = json.loads(result.stdout)
     assert payload["topic"] == "refund-request" and 0 < payload["confidence"] <= 1
     assert all(set(alt) == {"topic", "confidence"} for alt in payload["alternatives"])
@@ -126,7 +130,9 @@ def test_a_broken_knowledge_file_stops_start_up_naming_the_file(tmp_path: Path, 
 def test_a_malformed_setting_stops_start_up_in_one_line(tmp_path: Path, clean_env: dict[str, str]) -> None:
     result = saypro("run", cwd=tmp_path, env={**clean_env, "DATABASE_URL": "not-a-url"})
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == ["saypro-bot: DATABASE_URL: not a SQLAlchemy database URL, e.g. sqlite:///./saypro.db"]
+    assert result.stderr.strip().splitlines() == [
+        "saypro-bot: DATABASE_URL: not a SQLAlchemy database URL, e.g. sqlite:///./saypro.db"
+    ]
 
 
 def test_webhooks_register_with_no_live_channel_says_what_to_do(tmp_path: Path, clean_env: dict[str, str]) -> None:

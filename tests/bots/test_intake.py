@@ -36,7 +36,9 @@ class SignedChannel(RecordingChannel):
     def parse(self, *, headers: Mapping[str, str], body: bytes) -> list[InboundMessage]:
         try:
             data = json.loads(body)
-            return [InboundMessage(channel="fake", user_id=data["user"], provider_message_id=data["id"], text=data["text"])]
+            return [
+                InboundMessage(channel="fake", user_id=data["user"], provider_message_id=data["id"], text=data["text"])
+            ]
         except (ValueError, KeyError, TypeError) as exc:
             raise InboundRejected("not a message") from exc
 

@@ -8,7 +8,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ def services(database_url: str) -> Iterator[Services]:
 
 
 def test_the_demo_set_loads_once_and_again_changes_nothing(services: Services) -> None:
-    now = datetime(2026, 12, 3, 9, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
     assert {r.result for r in load_demo(services, now=now)} == {"created"}
     assert {r.result for r in load_demo(services, now=now + timedelta(hours=5))} == {"unchanged"}
     next_day = load_demo(services, now=now + timedelta(days=1))  # re-dated, but no status changes
@@ -94,8 +94,14 @@ def test_the_demo_flow_works_in_chat(services: Services) -> None:
 def test_saypro_bot_chat_demo_on_a_fresh_machine(tmp_path: Path) -> None:
     env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
     result = subprocess.run(
-        [COMMAND, "chat", "--demo"], cwd=tmp_path, env={**env, "NO_PROXY": "127.0.0.1,localhost", "COLUMNS": "200"},
-        input="where is my payout?\nSP-PAY-DEMO1\n", capture_output=True, text=True, timeout=120, check=False,
+        [COMMAND, "chat", "--demo"],
+        cwd=tmp_path,
+        env={**env, "NO_PROXY": "127.0.0.1,localhost", "COLUMNS": "200"},
+        input="where is my payout?\nSP-PAY-DEMO1\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "Demo data loaded" in result.stdout and "DEMO ONLY" in result.stdout
@@ -125,7 +131,9 @@ def test_saypro_bot_run_demo_serves_the_demo_records(tmp_path: Path) -> None:
                     break
             except httpx.TransportError:
                 time.sleep(0.3)
-        reply = httpx.post(f"{base}/api/v1/messages", json={"user": "u", "text": "status of SP-PAY-DEMO1"}, headers=auth)
+        reply = httpx.post(
+            f"{base}/api/v1/messages", json={"user": "u", "text": "status of SP-PAY-DEMO1"}, headers=auth
+        )
         # Over the API (not the terminal), a demo record is treated like any other: no code shown.
         assert "a code is on its way" not in reply.text and "can't send you a verification code" in reply.text
     finally:

@@ -64,12 +64,21 @@ async def test_a_message_gets_its_reply_in_the_response(client: httpx.AsyncClien
 
 async def test_options_come_back_as_labels_and_a_label_picks_one(client: httpx.AsyncClient) -> None:
     menu = (await client.post("/api/v1/messages", json={"user": "u2", "text": "menu"}, headers=AUTH)).json()
-    assert menu["replies"][0]["options"] == ["I run a campaign", "I backed a campaign", "I entered a contest", "Talk to a person"]
-    picked = (await client.post("/api/v1/messages", json={"user": "u2", "text": "I backed a campaign"}, headers=AUTH)).json()
+    assert menu["replies"][0]["options"] == [
+        "I run a campaign",
+        "I backed a campaign",
+        "I entered a contest",
+        "Talk to a person",
+    ]
+    picked = (
+        await client.post("/api/v1/messages", json={"user": "u2", "text": "I backed a campaign"}, headers=AUTH)
+    ).json()
     assert "Getting a refund" in picked["replies"][0]["options"]
 
 
-async def test_a_retried_request_with_the_same_id_is_answered_once(client: httpx.AsyncClient, services: Services) -> None:
+async def test_a_retried_request_with_the_same_id_is_answered_once(
+    client: httpx.AsyncClient, services: Services
+) -> None:
     body = {"user": "u3", "text": "payout", "id": "platform-msg-9"}
     first = (await client.post("/api/v1/messages", json=body, headers=AUTH)).json()
     second = (await client.post("/api/v1/messages", json=body, headers=AUTH)).json()
@@ -100,6 +109,7 @@ async def test_without_a_configured_key_the_api_is_off(database_url: str) -> Non
 
 
 # Bad input: a clear answer or a 4xx, never a 500, never a lost conversation.
+
 
 async def test_malformed_json_is_a_422(client: httpx.AsyncClient) -> None:
     response = await client.post(

@@ -10,8 +10,14 @@ from core.errors import InvalidTransition
 
 @pytest.mark.parametrize(
     ("source", "target"),
-    [("bot", "waiting_for_agent"), ("waiting_for_agent", "with_agent"), ("with_agent", "bot"),
-     ("with_agent", "resolved"), ("resolved", "bot"), ("bot", "bot")],
+    [
+        ("bot", "waiting_for_agent"),
+        ("waiting_for_agent", "with_agent"),
+        ("with_agent", "bot"),
+        ("with_agent", "resolved"),
+        ("resolved", "bot"),
+        ("bot", "bot"),
+    ],
 )
 def test_allowed_moves(source: str, target: str) -> None:
     assert move(source, target) is State(target)

@@ -36,15 +36,20 @@ def desk_at(moment: datetime) -> HumanDesk:
     return HumanDesk(live=True, levels=levels, channels=ChannelRegistry(), clock=lambda: moment)
 
 
-@pytest.mark.parametrize(("moment", "said"), [
-    (datetime(2026, 2, 2, 10, 0, tzinfo=ZONE), "Someone usually answers within 2 minutes."),
-    (datetime(2026, 2, 2, 7, 0, tzinfo=ZONE), "they're back today at 08:00 SAST"),
-    (datetime(2026, 2, 2, 18, 0, tzinfo=ZONE), "they're back tomorrow at 08:00 SAST"),
-    (datetime(2026, 2, 6, 18, 0, tzinfo=ZONE), "they're back on Monday at 08:00 SAST"),
-])
+@pytest.mark.parametrize(
+    ("moment", "said"),
+    [
+        (datetime(2026, 2, 2, 10, 0, tzinfo=ZONE), "Someone usually answers within 2 minutes."),
+        (datetime(2026, 2, 2, 7, 0, tzinfo=ZONE), "they're back today at 08:00 SAST"),
+        (datetime(2026, 2, 2, 18, 0, tzinfo=ZONE), "they're back tomorrow at 08:00 SAST"),
+        (datetime(2026, 2, 6, 18, 0, tzinfo=ZONE), "they're back on Monday at 08:00 SAST"),
+    ],
+)
 def test_the_expected_wait_is_the_target_or_when_the_desk_opens(moment: datetime, said: str) -> None:
     assert said in desk_at(moment).expected_wait("telegram", moment)
-    assert "4 hours" in desk_at(datetime(2026, 2, 2, 10, tzinfo=ZONE)).expected_wait("sms", datetime(2026, 2, 2, 10, tzinfo=ZONE))
+    assert "4 hours" in desk_at(datetime(2026, 2, 2, 10, tzinfo=ZONE)).expected_wait(
+        "sms", datetime(2026, 2, 2, 10, tzinfo=ZONE)
+    )
 
 
 def test_ticket_moves_are_written_down_and_a_bad_one_raises() -> None:
@@ -66,20 +71,29 @@ def test_a_handed_back_ticket_is_reused_and_priority_only_rises(database: Databa
         assert (again.id, again.status, again.priority) == (ticket.id, "open", "high")
 
 
-@pytest.mark.parametrize(("text", "masked"), [
-    ("my account 1234567890 please", "my account ••••7890 please"),
-    ("card 4111 1111 1111 1111", "card ••••1111"),
-    ("call +27 82 000 0002", "call ••••0002"),
-    ("reference SP-PAY-1042 and 2026", "reference SP-PAY-1042 and 2026"),
-])
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("my account 1234567890 please", "my account ••••7890 please"),
+        ("card 4111 1111 1111 1111", "card ••••1111"),
+        ("call +27 82 000 0002", "call ••••0002"),
+        ("reference SP-PAY-1042 and 2026", "reference SP-PAY-1042 and 2026"),
+    ],
+)
 def test_long_numbers_keep_only_their_last_four_digits(text: str, masked: str) -> None:
     assert mask_numbers(text) == masked
 
 
-@pytest.mark.parametrize(("text", "score", "comment"), [
-    ("5", 5, None), ("4/5", 4, None), ("3 stars - slow but kind", 3, "slow but kind"), ("5 (excellent)", 5, None),
-    ("1, never again", 1, "never again"),
-])
+@pytest.mark.parametrize(
+    ("text", "score", "comment"),
+    [
+        ("5", 5, None),
+        ("4/5", 4, None),
+        ("3 stars - slow but kind", 3, "slow but kind"),
+        ("5 (excellent)", 5, None),
+        ("1, never again", 1, "never again"),
+    ],
+)
 def test_a_rating_and_its_comment_are_read(database: Database, text: str, score: int, comment: str | None) -> None:
     with database.transaction() as session:
         conversation = open_conversation(session, find_or_add_identity(session, channel="telegram", user_id="8"))
@@ -121,8 +135,15 @@ def test_without_a_live_desk_nothing_is_posted(database: Database) -> None:
 
     from core.storage.desk import DeskPost
 
-    bot = ScriptedBot(database, FakeKnowledge(), desk=HumanDesk(
-        live=False, levels=ServiceLevels(SupportHours.parse("mon-sun 00:00-23:59", ZONE)), channels=ChannelRegistry()))
+    bot = ScriptedBot(
+        database,
+        FakeKnowledge(),
+        desk=HumanDesk(
+            live=False,
+            levels=ServiceLevels(SupportHours.parse("mon-sun 00:00-23:59", ZONE)),
+            channels=ChannelRegistry(),
+        ),
+    )
     said = bot.say("agent")
     assert "can't take over chats here yet" in said
     with database.sessions() as session:

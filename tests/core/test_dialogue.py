@@ -125,7 +125,9 @@ def test_words_that_merely_start_like_a_reference_are_questions_for_the_faq(fake
 
 
 def test_an_attachment_without_text_is_kept_and_acknowledged(fake_bot) -> None:  # type: ignore[no-untyped-def]
-    said = fake_bot.say("", attachments=(Attachment(url="https://files.example.org/receipt.jpg", content_type="image/jpeg"),))
+    said = fake_bot.say(
+        "", attachments=(Attachment(url="https://files.example.org/receipt.jpg", content_type="image/jpeg"),)
+    )
     assert "kept your file" in said
 
 

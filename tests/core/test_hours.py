@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -14,11 +14,11 @@ HOURS = SupportHours.parse("mon-fri 08:00-17:00", JHB)
 
 
 def test_open_on_a_weekday_afternoon_in_johannesburg() -> None:
-    assert HOURS.is_open(datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc))  # Monday 14:00 SAST
+    assert HOURS.is_open(datetime(2026, 11, 23, 12, 0, tzinfo=UTC))  # Monday 14:00 SAST
 
 
 def test_closed_on_friday_evening_opens_monday_morning() -> None:
-    friday_evening = datetime(2026, 11, 27, 16, 30, tzinfo=timezone.utc)  # 18:30 SAST
+    friday_evening = datetime(2026, 11, 27, 16, 30, tzinfo=UTC)  # 18:30 SAST
     assert not HOURS.is_open(friday_evening)
     assert HOURS.next_opening(friday_evening) == datetime(2026, 11, 30, 8, 0, tzinfo=JHB)
 

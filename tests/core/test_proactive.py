@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -28,10 +28,17 @@ def bot(database):  # type: ignore[no-untyped-def]
     return StatusBot(database, live=("console", "sms", "whatsapp"))
 
 
-def push(bot: StatusBot, kind: Kind, reference: str, *, templates: dict[str, str] | None = None,
-         again: bool = False, **fields: Any) -> list[int]:
+def push(
+    bot: StatusBot,
+    kind: Kind,
+    reference: str,
+    *,
+    templates: dict[str, str] | None = None,
+    again: bool = False,
+    **fields: Any,
+) -> list[int]:
     """The platform pushes a newer version of a record (`again`: the last one again); the outbox rows written."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     notifier = Notifier(bot.registry, templates=templates, clock=lambda: now)
     version = NOW + timedelta(minutes=next(_versions) - (1 if again else 0))
     with bot.database.transaction() as session:
@@ -48,7 +55,7 @@ def notifications(bot: StatusBot) -> list[StatusNotification]:
 
 def test_a_payout_sent_is_told_to_the_owner_on_the_channel_they_last_used(bot: StatusBot) -> None:
     bot.say("hi", user=THANDI_SMS, channel="sms")
-    push(bot, Kind.DISBURSEMENT, "SP-PAY-1042", status="sent", paid_at=datetime.now(timezone.utc))
+    push(bot, Kind.DISBURSEMENT, "SP-PAY-1042", status="sent", paid_at=datetime.now(UTC))
     message = bot.channels["sms"].sent[-1]
     assert message.user_id == THANDI_SMS and message.template is None
     assert message.text == (
@@ -111,7 +118,7 @@ def _last_seen(bot: StatusBot, hours_ago: float) -> None:
         session.execute(
             update(ChannelIdentity)
             .where(ChannelIdentity.channel == "whatsapp")
-            .values(last_seen_at=datetime.now(timezone.utc) - timedelta(hours=hours_ago))
+            .values(last_seen_at=datetime.now(UTC) - timedelta(hours=hours_ago))
         )
 
 
@@ -126,11 +133,18 @@ def test_on_whatsapp_inside_the_window_a_plain_message_goes(bot: StatusBot) -> N
 def test_on_whatsapp_outside_the_window_the_configured_template_goes(bot: StatusBot) -> None:
     bot.say("hi", user=THANDI_SMS, channel="whatsapp")
     _last_seen(bot, 30)
-    today = datetime.now(timezone.utc)
+    today = datetime.now(UTC)
     push(bot, Kind.DISBURSEMENT, "SP-PAY-1042", status="sent", paid_at=today, templates={"disbursement.sent": SENT_SID})
     message = bot.channels["whatsapp"].sent[-1]  # the dispatcher let it through: templates may go outside the window
     assert message.template == Template(
-        SENT_SID, (("1", "R4,750.00"), ("2", "Clean Water Gqeberha"), ("3", "bank transfer"), ("4", "today"), ("5", "SP-PAY-1042"))
+        SENT_SID,
+        (
+            ("1", "R4,750.00"),
+            ("2", "Clean Water Gqeberha"),
+            ("3", "bank transfer"),
+            ("4", "today"),
+            ("5", "SP-PAY-1042"),
+        ),
     )
     assert message.text.startswith("Your payout of R4,750.00")  # the readable record of what the template says
     assert notifications(bot)[-1].delivery == "template"
@@ -140,13 +154,20 @@ def test_on_whatsapp_outside_the_window_without_a_template_nothing_goes_and_that
     bot.say("hi", user=THANDI_SMS, channel="whatsapp")
     _last_seen(bot, 30)
     before = len(bot.channels["whatsapp"].sent)
-    assert push(bot, Kind.DISBURSEMENT, "SP-PAY-1042", status="received", templates={"disbursement.sent": SENT_SID}) == []
+    assert (
+        push(bot, Kind.DISBURSEMENT, "SP-PAY-1042", status="received", templates={"disbursement.sent": SENT_SID}) == []
+    )
     assert len(bot.channels["whatsapp"].sent) == before
     note = notifications(bot)[-1]
     assert note.delivery == "skipped" and note.change == "disbursement.received"
     assert note.reason == "outside the 24-hour window, and no template is set for disbursement.received"
     with bot.database.sessions() as session:
-        assert session.scalars(select(OutboxItem).where(OutboxItem.channel == "whatsapp", OutboxItem.status == "pending")).all() == []
+        assert (
+            session.scalars(
+                select(OutboxItem).where(OutboxItem.channel == "whatsapp", OutboxItem.status == "pending")
+            ).all()
+            == []
+        )
 
 
 def test_contribution_registration_and_campaign_changes_are_told_too(database) -> None:  # type: ignore[no-untyped-def]
@@ -164,9 +185,14 @@ def test_contribution_registration_and_campaign_changes_are_told_too(database) -
     assert texts["+27830000001"] == (
         "Your entry for SayPro Youth Innovation Challenge: submission accepted. (Reference SP-ENTRY-5005.)"
     )
-    assert texts[THANDI_SMS] == "Your campaign Clean Water Gqeberha was cancelled. It raised R5,000.00. (Reference SP-CAMP-1042.)"
+    assert (
+        texts[THANDI_SMS]
+        == "Your campaign Clean Water Gqeberha was cancelled. It raised R5,000.00. (Reference SP-CAMP-1042.)"
+    )
     assert [n.change for n in notifications(bot)] == [
-        "contribution.refunded", "registration.submission.accepted", "campaign.cancelled",
+        "contribution.refunded",
+        "registration.submission.accepted",
+        "campaign.cancelled",
     ]
 
 

@@ -52,7 +52,9 @@ def test_a_newer_version_updates_and_records_the_status_change(database) -> None
 
 def test_an_older_version_arriving_late_is_ignored(database) -> None:  # type: ignore[no-untyped-def]
     _upsert(database, Kind.DISBURSEMENT, "SP-PAY-1042", status="sent", updated_at=NOW)
-    late = _upsert(database, Kind.DISBURSEMENT, "SP-PAY-1042", status="processing", updated_at=NOW - timedelta(minutes=5))
+    late = _upsert(
+        database, Kind.DISBURSEMENT, "SP-PAY-1042", status="processing", updated_at=NOW - timedelta(minutes=5)
+    )
     assert late.result == "ignored"
     assert _payout(database).status == "sent"
 
@@ -65,7 +67,14 @@ def test_a_different_body_with_the_same_updated_at_is_a_conflict(database) -> No
 
 
 def test_a_registration_reports_each_status_field_that_changed(database) -> None:  # type: ignore[no-untyped-def]
-    _upsert(database, Kind.REGISTRATION, "SP-ENTRY-7", submission_status="not_submitted", fee_status="pending", updated_at=NOW)
+    _upsert(
+        database,
+        Kind.REGISTRATION,
+        "SP-ENTRY-7",
+        submission_status="not_submitted",
+        fee_status="pending",
+        updated_at=NOW,
+    )
     result = _upsert(database, Kind.REGISTRATION, "SP-ENTRY-7", updated_at=NOW + timedelta(days=1))
     assert [change.field for change in result.changes] == ["submission_status", "fee_status"]
 

@@ -24,13 +24,16 @@ def local(day: int, hour: int, minute: int = 0) -> datetime:
     return datetime(2026, 2, day, hour, minute, tzinfo=ZONE)  # 2 February 2026 is a Monday
 
 
-@pytest.mark.parametrize(("start", "duration", "due"), [
-    (local(2, 10), timedelta(minutes=2), local(2, 10, 2)),  # inside hours
-    (local(2, 16, 30), timedelta(hours=4), local(3, 11, 30)),  # SMS at 16:30: 30 minutes today, 3.5 h tomorrow
-    (local(6, 16, 0), timedelta(hours=3), local(9, 10, 0)),  # Friday afternoon runs over the weekend
-    (local(7, 11, 0), timedelta(minutes=2), local(9, 8, 2)),  # Saturday: counted from Monday's opening
-    (local(2, 7, 0), timedelta(hours=9, minutes=1), local(3, 8, 1)),  # a whole day and a minute
-])
+@pytest.mark.parametrize(
+    ("start", "duration", "due"),
+    [
+        (local(2, 10), timedelta(minutes=2), local(2, 10, 2)),  # inside hours
+        (local(2, 16, 30), timedelta(hours=4), local(3, 11, 30)),  # SMS at 16:30: 30 minutes today, 3.5 h tomorrow
+        (local(6, 16, 0), timedelta(hours=3), local(9, 10, 0)),  # Friday afternoon runs over the weekend
+        (local(7, 11, 0), timedelta(minutes=2), local(9, 8, 2)),  # Saturday: counted from Monday's opening
+        (local(2, 7, 0), timedelta(hours=9, minutes=1), local(3, 8, 1)),  # a whole day and a minute
+    ],
+)
 def test_targets_count_only_the_desks_open_time(start: datetime, duration: timedelta, due: datetime) -> None:
     assert add_open_time(HOURS, start, duration) == due
 
@@ -38,12 +41,19 @@ def test_targets_count_only_the_desks_open_time(start: datetime, duration: timed
 def test_the_policy_defaults_and_overrides() -> None:
     levels = ServiceLevels(HOURS)
     assert [levels.target(c) for c in ("telegram", "whatsapp", "slack", "api", "x", "sms")] == [
-        timedelta(minutes=2)] * 4 + [timedelta(hours=3), timedelta(hours=4)]
+        timedelta(minutes=2)
+    ] * 4 + [timedelta(hours=3), timedelta(hours=4)]
     assert levels.target("some-new-chat") == timedelta(minutes=2)
     assert ServiceLevels(HOURS, {"sms": timedelta(hours=1)}).target("sms") == timedelta(hours=1)
-    assert levels.due("sms", local(2, 16, 0), share=0.8) == local(3, 10, 12)  # 3 h 12 min: 1 h today, 2 h 12 min tomorrow
+    assert levels.due("sms", local(2, 16, 0), share=0.8) == local(
+        3, 10, 12
+    )  # 3 h 12 min: 1 h today, 2 h 12 min tomorrow
     assert [describe(timedelta(seconds=s)) for s in (30, 120, 3600, 5400)] == [
-        "30 seconds", "2 minutes", "1 hour", "1 hour 30 minutes"]
+        "30 seconds",
+        "2 minutes",
+        "1 hour",
+        "1 hour 30 minutes",
+    ]
 
 
 def _ticket(database: Database, start: datetime) -> int:

@@ -24,14 +24,32 @@ def ask_as_organiser(database, text: str = "Where is my payout?"):  # type: igno
 @pytest.mark.parametrize(
     ("fields", "expected"),
     [
-        ({"status": "pending_kyc"}, "It's waiting for your identity check (KYC). Please upload the identity documents requested in your account's verification step"),
-        ({"status": "pending_kyc", "kyc_documents": ["a certified copy of your ID", "proof of address"]}, "Please upload a certified copy of your ID, proof of address in your SayPro account"),
+        (
+            {"status": "pending_kyc"},
+            "It's waiting for your identity check (KYC). Please upload the identity documents requested in your account's verification step",
+        ),
+        (
+            {"status": "pending_kyc", "kyc_documents": ["a certified copy of your ID", "proof of address"]},
+            "Please upload a certified copy of your ID, proof of address in your SayPro account",
+        ),
         ({"status": "scheduled"}, "It's scheduled for Saturday 5 December 2026."),
         ({"status": "processing"}, "It's being processed, expected by Saturday 5 December 2026."),
-        ({"status": "sent", "paid_at": NOW - timedelta(days=1)}, "It was sent to the bank account ending 4821 on Wednesday 2 December 2026."),
-        ({"status": "received", "paid_at": NOW}, "It was paid into the bank account ending 4821 on Thursday 3 December 2026."),
-        ({"status": "sent", "method": "paypal", "destination_last4": None, "paid_at": NOW}, "by PayPal.\n\nIt was sent to your PayPal account on"),
-        ({"status": "sent", "method": "mobile_money", "destination_last4": "0142", "paid_at": NOW}, "the mobile money number ending 0142"),
+        (
+            {"status": "sent", "paid_at": NOW - timedelta(days=1)},
+            "It was sent to the bank account ending 4821 on Wednesday 2 December 2026.",
+        ),
+        (
+            {"status": "received", "paid_at": NOW},
+            "It was paid into the bank account ending 4821 on Thursday 3 December 2026.",
+        ),
+        (
+            {"status": "sent", "method": "paypal", "destination_last4": None, "paid_at": NOW},
+            "by PayPal.\n\nIt was sent to your PayPal account on",
+        ),
+        (
+            {"status": "sent", "method": "mobile_money", "destination_last4": "0142", "paid_at": NOW},
+            "the mobile money number ending 0142",
+        ),
     ],
 )
 def test_each_payout_status_is_told_in_plain_words(database, fields, expected: str) -> None:  # type: ignore[no-untyped-def]
@@ -54,13 +72,31 @@ def test_the_whole_payout_answer_reads_like_this(database) -> None:  # type: ign
 @pytest.mark.parametrize(
     ("fields", "expected", "reason"),
     [
-        ({"status": "failed", "failure_reason": "The bank rejected the account number."}, "The payment failed: The bank rejected the account number. To fix it, check the payout details", "payout failed"),
-        ({"status": "on_hold", "failure_reason": "a dispute from a backer"}, "It's on hold while our team reviews it: a dispute from a backer.", "payout on hold"),
-        ({"status": "scheduled", "expected_at": NOW - timedelta(days=3)}, "It was expected by Monday 30 November 2026 and is late.", "payout late"),
-        ({"status": "processing", "expected_at": NOW - timedelta(days=1)}, "and is late. I'm sorry about that", "payout late"),
+        (
+            {"status": "failed", "failure_reason": "The bank rejected the account number."},
+            "The payment failed: The bank rejected the account number. To fix it, check the payout details",
+            "payout failed",
+        ),
+        (
+            {"status": "on_hold", "failure_reason": "a dispute from a backer"},
+            "It's on hold while our team reviews it: a dispute from a backer.",
+            "payout on hold",
+        ),
+        (
+            {"status": "scheduled", "expected_at": NOW - timedelta(days=3)},
+            "It was expected by Monday 30 November 2026 and is late.",
+            "payout late",
+        ),
+        (
+            {"status": "processing", "expected_at": NOW - timedelta(days=1)},
+            "and is late. I'm sorry about that",
+            "payout late",
+        ),
     ],
 )
-def test_a_failed_held_or_late_payout_opens_a_high_priority_ticket(database, fields, expected: str, reason: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_failed_held_or_late_payout_opens_a_high_priority_ticket(
+    database, fields, expected: str, reason: str
+) -> None:  # type: ignore[no-untyped-def]
     seed_payout(database, **fields)
     bot, said = ask_as_organiser(database)
     [ticket] = bot.tickets()
@@ -103,11 +139,17 @@ def test_a_chargeback_opens_a_high_priority_ticket(database) -> None:  # type: i
 @pytest.mark.parametrize(
     ("fields", "expected"),
     [
-        ({"submission_status": "not_submitted"}, "- Submission: not submitted yet\n\nYou have until Sunday 13 December 2026 to submit."),
+        (
+            {"submission_status": "not_submitted"},
+            "- Submission: not submitted yet\n\nYou have until Sunday 13 December 2026 to submit.",
+        ),
         ({"submission_status": "received"}, "- Submission: received\n\nThe deadline is Sunday 13 December 2026."),
         ({"submission_status": "under_review"}, "- Submission: received and being judged"),
         ({"submission_status": "accepted"}, "- Submission: accepted"),
-        ({"submission_status": "disqualified"}, "- Submission: disqualified\n\nThe deadline is Sunday 13 December 2026.\n\nIf you think this is a mistake, you can appeal"),
+        (
+            {"submission_status": "disqualified"},
+            "- Submission: disqualified\n\nThe deadline is Sunday 13 December 2026.\n\nIf you think this is a mistake, you can appeal",
+        ),
         ({"fee_status": "pending"}, "- Entry fee: not paid yet: pay it on your entry page"),
         ({"fee_status": "failed", "status": "pending"}, "- Registration: pending\n- Entry fee: the payment failed"),
         ({"status": "waitlisted"}, "- Registration: waitlisted"),
@@ -145,12 +187,13 @@ def test_amounts_are_said_as_their_currency_shows_them(database) -> None:  # typ
 
     from core.status_answers import money
 
-    assert money(Decimal("4750"), "ZAR") == "R4,750.00"
+    assert money(Decimal(4750), "ZAR") == "R4,750.00"
     assert money(Decimal("1234567.5"), "USD") == "$1,234,567.50"
     assert money(Decimal("99.999"), "XOF") == "XOF 100.00"
 
 
 # --- The conversation around the answer ---------------------------------------------------------
+
 
 def test_without_a_reference_the_bot_asks_for_it_and_then_sends_a_code(database) -> None:  # type: ignore[no-untyped-def]
     seed_payout(database)
@@ -187,13 +230,20 @@ def test_a_backer_of_a_cancelled_campaign_gets_a_refund_request_and_a_ticket(dat
     [ticket] = bot.tickets()
     assert said.text.startswith("Backers can get a refund when a campaign is cancelled or doesn't reach its goal.")
     assert "Your contribution *SP-DON-1001* of R500.00 qualifies, because the campaign was cancelled." in said
-    assert ticket.reference in said and (ticket.priority, ticket.reason, ticket.topic) == ("normal", "refund request", "refund-request")
+    assert ticket.reference in said and (ticket.priority, ticket.reason, ticket.topic) == (
+        "normal",
+        "refund request",
+        "refund-request",
+    )
     with database.sessions() as session:
         contribution = session.scalars(select(Contribution)).one()
         assert contribution.refund_ticket == ticket.reference and contribution.refund_requested_at is not None
         assert contribution.history[-1]["field"] == "refund_request"
     again = bot.say("did my refund go through?", user=LERATO_SMS, channel="sms")
-    assert f"You asked for a refund on Thursday 3 December 2026; our team is handling it under reference *{ticket.reference}*." in again
+    assert (
+        f"You asked for a refund on Thursday 3 December 2026; our team is handling it under reference *{ticket.reference}*."
+        in again
+    )
     assert len(bot.tickets()) == 1
 
 
@@ -202,7 +252,10 @@ def test_the_refund_option_on_a_status_answer_records_the_request(database) -> N
     seed(database, Kind.CONTRIBUTION, "SP-DON-1001")
     bot = StatusBot(database)
     said = bot.say("status of SP-DON-1001", user=LERATO_SMS, channel="sms")
-    assert "This campaign didn't reach its goal, so you can ask for a refund.\n\n1. Ask for a refund\n2. Talk to a person" in said
+    assert (
+        "This campaign didn't reach its goal, so you can ask for a refund.\n\n1. Ask for a refund\n2. Talk to a person"
+        in said
+    )
     assert "I've recorded your refund request." in bot.say("1", user=LERATO_SMS, channel="sms")
 
 

@@ -10,7 +10,7 @@ import asyncio
 import itertools
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -31,7 +31,7 @@ from tests.fakes.channels import RecordingChannel
 from tests.fakes.knowledge import FakeKnowledge
 
 # Thursday 3 December 2026, 11:00 in Johannesburg.
-NOW = datetime(2026, 12, 3, 9, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 THANDI = {"owner_name": "Thandi Mokoena", "owner_email": "thandi@example.org", "owner_phone": "+27825550142"}
 LERATO = {"owner_name": "Lerato Khumalo", "owner_email": "lerato@example.org", "owner_phone": "+27821110000"}
 AYANDA = {"owner_name": "Ayanda Nkosi", "owner_email": "ayanda@example.org", "owner_phone": None}
@@ -42,28 +42,48 @@ CAPABILITIES = {
 }
 DEFAULTS: dict[Kind, dict[str, Any]] = {
     Kind.CAMPAIGN: {
-        "title": "Clean Water Gqeberha", "status": "ended", "currency": "ZAR", "amount_raised": Decimal("5000.00"),
+        "title": "Clean Water Gqeberha",
+        "status": "ended",
+        "currency": "ZAR",
+        "amount_raised": Decimal("5000.00"),
         **THANDI,
     },
     Kind.DISBURSEMENT: {
-        "campaign_reference": "SP-CAMP-1042", "amount": Decimal("5000.00"), "fees": Decimal("250.00"),
-        "net_amount": Decimal("4750.00"), "currency": "ZAR", "method": "bank_transfer", "destination_last4": "4821",
-        "status": "scheduled", "expected_at": NOW + timedelta(days=2), "paid_at": None, "failure_reason": None,
+        "campaign_reference": "SP-CAMP-1042",
+        "amount": Decimal("5000.00"),
+        "fees": Decimal("250.00"),
+        "net_amount": Decimal("4750.00"),
+        "currency": "ZAR",
+        "method": "bank_transfer",
+        "destination_last4": "4821",
+        "status": "scheduled",
+        "expected_at": NOW + timedelta(days=2),
+        "paid_at": None,
+        "failure_reason": None,
         "kyc_documents": [],
     },
     Kind.CONTRIBUTION: {
-        "campaign_reference": "SP-CAMP-1042", "amount": Decimal("500.00"), "currency": "ZAR", "status": "succeeded",
+        "campaign_reference": "SP-CAMP-1042",
+        "amount": Decimal("500.00"),
+        "currency": "ZAR",
+        "status": "succeeded",
         **LERATO,
     },
     Kind.REGISTRATION: {
-        "contest": "SayPro Youth Innovation Challenge", "status": "confirmed", "fee_status": "paid",
-        "submission_status": "received", "deadline": NOW + timedelta(days=10), **AYANDA,
+        "contest": "SayPro Youth Innovation Challenge",
+        "status": "confirmed",
+        "fee_status": "paid",
+        "submission_status": "received",
+        "deadline": NOW + timedelta(days=10),
+        **AYANDA,
     },
 }
 _ids = itertools.count(1)
 
 
-def seed(database: Database, kind: Kind, reference: str, *, at: datetime = NOW - timedelta(days=1), **fields: Any) -> str:
+def seed(
+    database: Database, kind: Kind, reference: str, *, at: datetime = NOW - timedelta(days=1), **fields: Any
+) -> str:
     """Store a record as the platform would push it; the defaults above, changed by `fields`."""
     with database.transaction() as session:
         return upsert(session, kind, reference, {**DEFAULTS[kind], **fields, "updated_at": at}).result

@@ -30,7 +30,9 @@ def test_writing_from_the_records_phone_on_sms_or_whatsapp_is_enough(database, c
 def test_the_same_number_on_another_channel_is_not_enough(database) -> None:  # type: ignore[no-untyped-def]
     seed_payout(database)
     bot = StatusBot(database)
-    said = bot.say("status of SP-PAY-1042", user=THANDI_SMS, channel="console")  # a console user may call themselves anything
+    said = bot.say(
+        "status of SP-PAY-1042", user=THANDI_SMS, channel="console"
+    )  # a console user may call themselves anything
     assert ANSWER not in said and "a code is on its way" in said
 
 
@@ -93,7 +95,9 @@ def test_the_code_is_never_kept_in_clear(database, caplog: pytest.LogCaptureFixt
     assert "Your SayPro verification code is" in bot.channels["sms"].sent[-1].text  # it did go out
     bot.say(f"{code[:3]} {code[3:]}")  # typed with a space
     with database.sessions() as session:
-        stored = [m.text for m in session.scalars(select(Message))] + [o.text for o in session.scalars(select(OutboxItem))]
+        stored = [m.text for m in session.scalars(select(Message))] + [
+            o.text for o in session.scalars(select(OutboxItem))
+        ]
         challenge = session.scalars(select(VerificationChallenge)).one()
         assert challenge.code_hash and code not in challenge.code_hash and challenge.consumed_at is not None
     assert not any(code in text for text in stored)
@@ -128,7 +132,9 @@ def test_a_new_code_replaces_the_last_and_an_unsent_one_is_never_sent(database) 
     seed_payout(database)
     bot = StatusBot(database)
     # The first request's code is still queued (not sent) when the second one is asked for.
-    bot.inbox.handle(InboundMessage(channel="console", user_id="mallory", provider_message_id="q1", text="status of SP-PAY-1042"))
+    bot.inbox.handle(
+        InboundMessage(channel="console", user_id="mallory", provider_message_id="q1", text="status of SP-PAY-1042")
+    )
     bot.say("status of SP-PAY-1042")
     [code] = bot.codes(to=THANDI_SMS)
     with database.sessions() as session:
@@ -142,7 +148,9 @@ def _wrong(code: str) -> str:
     return f"{(int(code) + 1) % 1_000_000:06d}"
 
 
-def test_five_wrong_codes_lock_the_reference_for_an_hour_for_everyone(database, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+def test_five_wrong_codes_lock_the_reference_for_an_hour_for_everyone(
+    database, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
     caplog.set_level(logging.INFO)
     seed_payout(database)
     bot = StatusBot(database)

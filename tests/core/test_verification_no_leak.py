@@ -19,7 +19,9 @@ def transcript(bot: StatusBot, user: str, lines: list[str]) -> list[tuple[bytes,
     return [(said.text.encode(), tuple(said.options)) for said in (bot.say(line, user=user) for line in lines)]
 
 
-def both(bot: StatusBot, lines: list[str]) -> tuple[list[tuple[bytes, tuple[str, ...]]], list[tuple[bytes, tuple[str, ...]]]]:
+def both(
+    bot: StatusBot, lines: list[str]
+) -> tuple[list[tuple[bytes, tuple[str, ...]]], list[tuple[bytes, tuple[str, ...]]]]:
     real = transcript(bot, "alice", [line.format(ref=REAL) for line in lines])
     missing = transcript(bot, "bob", [line.format(ref=MISSING) for line in lines])
     return real, missing
@@ -80,7 +82,18 @@ def test_a_record_with_no_phone_to_send_to_reads_the_same(database) -> None:  # 
 def test_an_unverified_asker_learns_nothing_about_the_record(records) -> None:  # type: ignore[no-untyped-def]
     bot = StatusBot(records)
     text = "\n".join(bot.say(line, user="alice").text for line in (f"status of {REAL}", "999999"))
-    for secret in ("4,750", "5,000", "250", "4821", "Clean Water", "Thandi", "It was sent", "December", "+2782", "example.org"):
+    for secret in (
+        "4,750",
+        "5,000",
+        "250",
+        "4821",
+        "Clean Water",
+        "Thandi",
+        "It was sent",
+        "December",
+        "+2782",
+        "example.org",
+    ):
         assert secret not in text
 
 

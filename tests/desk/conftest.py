@@ -71,15 +71,20 @@ class FakeSlackDesk(FakeProviderAPI):
         self.members = list(members)
         self._numbers = itertools.count(1)
         self._lock = threading.Lock()
-        super().__init__({
-            ("POST", "/api/auth.test"): [Reply(200, AUTH_TEST)],
-            ("POST", "/api/chat.postMessage"): self._post,
-            ("POST", "/api/chat.update"): lambda r: Reply(200, {"ok": True, "channel": r.json["channel"], "ts": r.json["ts"]}),
-            ("POST", "/api/chat.postEphemeral"): lambda r: Reply(200, {"ok": True, "message_ts": "1.1"}),
-            ("GET", "/api/conversations.members"): lambda r: Reply(200, {"ok": True, "members": self.members,
-                                                                        "response_metadata": {"next_cursor": ""}}),
-            ("GET", "/api/users.info"): self._user,
-        })
+        super().__init__(
+            {
+                ("POST", "/api/auth.test"): [Reply(200, AUTH_TEST)],
+                ("POST", "/api/chat.postMessage"): self._post,
+                ("POST", "/api/chat.update"): lambda r: Reply(
+                    200, {"ok": True, "channel": r.json["channel"], "ts": r.json["ts"]}
+                ),
+                ("POST", "/api/chat.postEphemeral"): lambda r: Reply(200, {"ok": True, "message_ts": "1.1"}),
+                ("GET", "/api/conversations.members"): lambda r: Reply(
+                    200, {"ok": True, "members": self.members, "response_metadata": {"next_cursor": ""}}
+                ),
+                ("GET", "/api/users.info"): self._user,
+            }
+        )
 
     def _post(self, request: Recorded) -> Reply:
         with self._lock:
@@ -89,8 +94,17 @@ class FakeSlackDesk(FakeProviderAPI):
     def _user(self, request: Recorded) -> Reply:
         user = parse_qs(request.query).get("user", [""])[0]
         name = NAMES.get(user, "Someone Else")
-        return Reply(200, {"ok": True, "user": {"id": user, "name": name.split()[0].lower(),
-                                                "profile": {"real_name": name, "display_name": ""}}})
+        return Reply(
+            200,
+            {
+                "ok": True,
+                "user": {
+                    "id": user,
+                    "name": name.split()[0].lower(),
+                    "profile": {"real_name": name, "display_name": ""},
+                },
+            },
+        )
 
     def posts(self) -> list[dict[str, Any]]:
         """Every chat.postMessage body, in order, with its ts as the fake answered."""
@@ -132,8 +146,12 @@ class Desk:
 
     def whatsapp_says(self, text: str, *, sid: str) -> None:
         params = twilio_fixture("whatsapp_text", Body=text, MessageSid=sid, SmsMessageSid=sid, SmsSid=sid)
-        response = httpx.post(self.base + "/webhooks/twilio", content=form_body(params),
-                              headers=twilio_signed(params, "/webhooks/twilio"), timeout=10)
+        response = httpx.post(
+            self.base + "/webhooks/twilio",
+            content=form_body(params),
+            headers=twilio_signed(params, "/webhooks/twilio"),
+            timeout=10,
+        )
         assert response.status_code == 200
 
     def telegram_texts(self) -> list[str]:
@@ -148,8 +166,12 @@ class Desk:
 
     def event(self, event: dict[str, Any], *, retry: int | None = None) -> httpx.Response:
         payload = {
-            "token": "Jhj5dZrVaK7ZwHHjRyZWjbDl", "team_id": "T061EG9R6", "api_app_id": "A0PNCHHK2",
-            "event": event, "type": "event_callback", "event_id": f"Ev{event.get('event_ts', '0').replace('.', '')}",
+            "token": "Jhj5dZrVaK7ZwHHjRyZWjbDl",
+            "team_id": "T061EG9R6",
+            "api_app_id": "A0PNCHHK2",
+            "event": event,
+            "type": "event_callback",
+            "event_id": f"Ev{event.get('event_ts', '0').replace('.', '')}",
             "event_time": int(time.time()),
         }
         body = json.dumps(payload)
@@ -158,38 +180,77 @@ class Desk:
             headers |= {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"}
         return httpx.post(f"{self.base}/slack/events", content=body, headers=headers, timeout=10)
 
-    def reply(self, thread_ts: str, text: str, *, user: str = AGENT, ts: str | None = None, retry: int | None = None) -> str:
+    def reply(
+        self, thread_ts: str, text: str, *, user: str = AGENT, ts: str | None = None, retry: int | None = None
+    ) -> str:
         """An agent's message in a ticket's thread; its ts."""
         ts = ts or self.next_ts()
-        event = {"type": "message", "channel": DESK, "channel_type": "channel", "user": user, "text": text,
-                 "ts": ts, "thread_ts": thread_ts, "event_ts": ts,
-                 "user_profile": {"real_name": NAMES.get(user, "Someone Else"), "display_name": ""}}
+        event = {
+            "type": "message",
+            "channel": DESK,
+            "channel_type": "channel",
+            "user": user,
+            "text": text,
+            "ts": ts,
+            "thread_ts": thread_ts,
+            "event_ts": ts,
+            "user_profile": {"real_name": NAMES.get(user, "Someone Else"), "display_name": ""},
+        }
         assert self.event(event, retry=retry).status_code == 200
         return ts
 
-    def press(self, action_id: str, value: str, *, user: str = AGENT, message_ts: str = "1770000001.000100") -> httpx.Response:
+    def press(
+        self, action_id: str, value: str, *, user: str = AGENT, message_ts: str = "1770000001.000100"
+    ) -> httpx.Response:
         payload = {
-            "type": "block_actions", "user": {"id": user, "username": NAMES.get(user, "x").split()[0].lower(),
-                                              "name": NAMES.get(user, "x").split()[0].lower(), "team_id": "T061EG9R6"},
-            "api_app_id": "A0PNCHHK2", "token": "Jhj5dZrVaK7ZwHHjRyZWjbDl", "trigger_id": "1.2.3",
-            "team": {"id": "T061EG9R6", "domain": "saypro"}, "enterprise": None, "is_enterprise_install": False,
+            "type": "block_actions",
+            "user": {
+                "id": user,
+                "username": NAMES.get(user, "x").split()[0].lower(),
+                "name": NAMES.get(user, "x").split()[0].lower(),
+                "team_id": "T061EG9R6",
+            },
+            "api_app_id": "A0PNCHHK2",
+            "token": "Jhj5dZrVaK7ZwHHjRyZWjbDl",
+            "trigger_id": "1.2.3",
+            "team": {"id": "T061EG9R6", "domain": "saypro"},
+            "enterprise": None,
+            "is_enterprise_install": False,
             "container": {"type": "message", "message_ts": message_ts, "channel_id": DESK, "is_ephemeral": False},
             "channel": {"id": DESK, "name": "support-desk"},
             "message": {"type": "message", "ts": message_ts, "text": "ticket", "bot_id": "B0BOT0001"},
             "response_url": "https://hooks.slack.com/actions/T061EG9R6/1/abc",
-            "actions": [{"action_id": action_id, "block_id": "desk_ticket", "value": value, "type": "button",
-                         "text": {"type": "plain_text", "text": "x"}, "action_ts": f"{time.time():.6f}"}],
+            "actions": [
+                {
+                    "action_id": action_id,
+                    "block_id": "desk_ticket",
+                    "value": value,
+                    "type": "button",
+                    "text": {"type": "plain_text", "text": "x"},
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
         }
         body = urlencode({"payload": json.dumps(payload)})
         return httpx.post(f"{self.base}/slack/events", content=body, headers=signed(body, form=True), timeout=10)
 
     def command(self, text: str, *, user: str = AGENT) -> httpx.Response:
-        body = urlencode({
-            "token": "Jhj5dZrVaK7ZwHHjRyZWjbDl", "team_id": "T061EG9R6", "team_domain": "saypro", "channel_id": DESK,
-            "channel_name": "support-desk", "user_id": user, "user_name": NAMES.get(user, "x").split()[0].lower(),
-            "command": "/saypro", "text": text, "api_app_id": "A0PNCHHK2", "trigger_id": "1.2.3",
-            "response_url": "https://hooks.slack.com/commands/T061EG9R6/1/abc",
-        })
+        body = urlencode(
+            {
+                "token": "Jhj5dZrVaK7ZwHHjRyZWjbDl",
+                "team_id": "T061EG9R6",
+                "team_domain": "saypro",
+                "channel_id": DESK,
+                "channel_name": "support-desk",
+                "user_id": user,
+                "user_name": NAMES.get(user, "x").split()[0].lower(),
+                "command": "/saypro",
+                "text": text,
+                "api_app_id": "A0PNCHHK2",
+                "trigger_id": "1.2.3",
+                "response_url": "https://hooks.slack.com/commands/T061EG9R6/1/abc",
+            }
+        )
         return httpx.post(f"{self.base}/slack/events", content=body, headers=signed(body, form=True), timeout=10)
 
     # --- what happened ---
@@ -223,21 +284,32 @@ def desk(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callabl
     monkeypatch.setenv("PTB_TIMEDELTA", "true")
     with ExitStack() as stack:
 
-        def start(*, members: tuple[str, ...] = (AGENT, COLLEAGUE), now: datetime | None = None, **overrides: Any) -> Desk:
-            slack, telegram, twilio = FakeSlackDesk(members), FakeTelegramAPI(), FakeProviderAPI(
-                {("POST", MESSAGES_PATH): MessagesCreated()}
+        def start(
+            *, members: tuple[str, ...] = (AGENT, COLLEAGUE), now: datetime | None = None, **overrides: Any
+        ) -> Desk:
+            slack, telegram, twilio = (
+                FakeSlackDesk(members),
+                FakeTelegramAPI(),
+                FakeProviderAPI({("POST", MESSAGES_PATH): MessagesCreated()}),
             )
             for fake in (slack, telegram, twilio):
                 stack.callback(fake.close)
             values: dict[str, Any] = {
-                "database_url": database_url, "public_base_url": PUBLIC_BASE_URL,
-                "slack_bot_token": BOT_TOKEN, "slack_signing_secret": SIGNING_SECRET,
-                "slack_api_base_url": f"{slack.url}/api", "slack_agent_channel": DESK,
+                "database_url": database_url,
+                "public_base_url": PUBLIC_BASE_URL,
+                "slack_bot_token": BOT_TOKEN,
+                "slack_signing_secret": SIGNING_SECRET,
+                "slack_api_base_url": f"{slack.url}/api",
+                "slack_agent_channel": DESK,
                 "slack_escalation_usergroup": ONDUTY,
-                "telegram_bot_token": telegram.token, "telegram_webhook_secret": TELEGRAM_SECRET,
+                "telegram_bot_token": telegram.token,
+                "telegram_webhook_secret": TELEGRAM_SECRET,
                 "telegram_api_base_url": telegram.base_url,
-                "twilio_account_sid": ACCOUNT_SID, "twilio_auth_token": AUTH_TOKEN, "twilio_sms_number": SMS_NUMBER,
-                "twilio_whatsapp_number": WHATSAPP_NUMBER, "twilio_api_base_url": twilio.url,
+                "twilio_account_sid": ACCOUNT_SID,
+                "twilio_auth_token": AUTH_TOKEN,
+                "twilio_sms_number": SMS_NUMBER,
+                "twilio_whatsapp_number": WHATSAPP_NUMBER,
+                "twilio_api_base_url": twilio.url,
             }
             services = build(load_settings(**{**values, **overrides}), knowledge=FakeKnowledge())
             stack.callback(services.database.dispose)

@@ -31,7 +31,9 @@ def test_queue_ticket_and_note(desk: Callable[..., Desk]) -> None:
 
     noted = app.command(f"note {reference} the user called the office too")
     assert "Note added" in noted.text
-    wait_for(lambda: any("Note from Sipho Dlamini:* the user called the office too" in t for t in app.slack.thread(thread)))
+    wait_for(
+        lambda: any("Note from Sipho Dlamini:* the user called the office too" in t for t in app.slack.thread(thread))
+    )
     assert not any("called the office" in text for text in app.telegram_texts())
 
 
@@ -74,8 +76,11 @@ def test_announce_shows_how_many_it_reaches_and_sends_once_confirmed(desk: Calla
     wait_for(lambda: len(app.telegram_texts()) == 1 and len(app.whatsapp_sent()) == 1)
     with app.services.database.transaction() as session:  # Telegram wrote yesterday; WhatsApp 20 days ago: not reached
         for channel, days in (("telegram", 1), ("whatsapp", 20)):
-            session.execute(update(ChannelIdentity).where(ChannelIdentity.channel == channel).values(
-                last_seen_at=utcnow() - timedelta(days=days)))
+            session.execute(
+                update(ChannelIdentity)
+                .where(ChannelIdentity.channel == channel)
+                .values(last_seen_at=utcnow() - timedelta(days=days))
+            )
     check = app.command("announce The site is back up. Thank you for your patience!")
     body = check.json()
     assert "1 people" not in body["text"] and "reach" in json.dumps(body["blocks"])
@@ -113,10 +118,13 @@ def test_an_announcement_reaches_whatsapp_outside_the_window_only_as_the_templat
     app.user_says("when is my payout")
     app.whatsapp_says("hi", sid="SM" + "3" * 32)
     wait_for(lambda: len(app.telegram_texts()) == 1 and len(app.whatsapp_sent()) == 1)
-    with app.services.database.transaction() as session:  # WhatsApp wrote 3 days ago: in the audience, out of the window
+    with (
+        app.services.database.transaction() as session
+    ):  # WhatsApp wrote 3 days ago: in the audience, out of the window
         for channel, ago in (("telegram", timedelta(hours=1)), ("whatsapp", timedelta(days=3))):
-            session.execute(update(ChannelIdentity).where(ChannelIdentity.channel == channel).values(
-                last_seen_at=utcnow() - ago))
+            session.execute(
+                update(ChannelIdentity).where(ChannelIdentity.channel == channel).values(last_seen_at=utcnow() - ago)
+            )
     body = app.command("announce Payouts resume on Monday.").json()
     shown = body["blocks"][0]["text"]["text"]
     send = body["blocks"][1]["elements"][0]
@@ -130,7 +138,8 @@ def test_an_announcement_reaches_whatsapp_outside_the_window_only_as_the_templat
     with app.services.database.sessions() as session:
         [announcement] = session.scalars(select(Announcement))
         assert (announcement.queued, announcement.as_template, announcement.skipped) == (
-            (1, 0, 1) if template is None else (2, 1, 0))
+            (1, 0, 1) if template is None else (2, 1, 0)
+        )
     if template is not None:
         wait_for(lambda: len(app.whatsapp_sent()) == 2)
         sent = app.whatsapp_sent()[-1]
@@ -138,6 +147,9 @@ def test_an_announcement_reaches_whatsapp_outside_the_window_only_as_the_templat
         assert json.loads(sent["ContentVariables"]) == {"1": "Payouts resume on Monday."}
         wait_for(lambda: any(", 1 as the WhatsApp template" in p["text"] for p in app.slack.posts()))
     else:
-        wait_for(lambda: any("1 outside WhatsApp's window with no template were left out" in p["text"]
-                             for p in app.slack.posts()))
+        wait_for(
+            lambda: any(
+                "1 outside WhatsApp's window with no template were left out" in p["text"] for p in app.slack.posts()
+            )
+        )
         assert len(app.whatsapp_sent()) == 1

@@ -13,7 +13,9 @@ from tests.desk.conftest import AGENT, COLLEAGUE, DESK, ONDUTY, OUTSIDER, Desk
 from tests.fakes.live import wait_for
 
 
-def test_a_handoff_posts_one_parent_with_buttons_and_tells_the_user_the_reference_and_wait(desk: Callable[..., Desk]) -> None:
+def test_a_handoff_posts_one_parent_with_buttons_and_tells_the_user_the_reference_and_wait(
+    desk: Callable[..., Desk],
+) -> None:
     app = desk()
     app.user_says("I want to talk to a human")
     wait_for(lambda: len(app.slack.parents()) == 1)
@@ -22,7 +24,8 @@ def test_a_handoff_posts_one_parent_with_buttons_and_tells_the_user_the_referenc
     assert parent["channel"] == DESK and ticket.reference in parent["text"]
     [actions] = [block for block in parent["blocks"] if block["type"] == "actions"]
     assert [(b["action_id"], b["text"]["text"], b["value"]) for b in actions["elements"]] == [
-        ("desk_claim", "Claim", ticket.reference), ("desk_resolve", "Resolve", ticket.reference),
+        ("desk_claim", "Claim", ticket.reference),
+        ("desk_resolve", "Resolve", ticket.reference),
         ("desk_back", "Back to bot", ticket.reference),
     ]
     shown = json_text(parent)
@@ -188,14 +191,34 @@ def test_edits_and_deletions_of_a_sent_reply_are_not_relayed_and_the_thread_says
     ts = app.reply(thread, "Your refund is R500.")
     wait_for(lambda: any("R500" in text for text in app.telegram_texts()))
     before = len(app.telegram_texts())
-    edit = {"type": "message", "subtype": "message_changed", "channel": DESK, "hidden": True, "ts": "1770200001.1",
-            "event_ts": "1770200001.1", "message": {"type": "message", "user": AGENT, "text": "Your refund is R50.",
-                                                    "ts": ts, "thread_ts": thread, "edited": {"user": AGENT, "ts": "1"}}}
+    edit = {
+        "type": "message",
+        "subtype": "message_changed",
+        "channel": DESK,
+        "hidden": True,
+        "ts": "1770200001.1",
+        "event_ts": "1770200001.1",
+        "message": {
+            "type": "message",
+            "user": AGENT,
+            "text": "Your refund is R50.",
+            "ts": ts,
+            "thread_ts": thread,
+            "edited": {"user": AGENT, "ts": "1"},
+        },
+    }
     assert app.event(edit).status_code == 200
     assert app.event(edit, retry=1).status_code == 200
-    delete = {"type": "message", "subtype": "message_deleted", "channel": DESK, "hidden": True, "ts": "1770200002.1",
-              "event_ts": "1770200002.1", "deleted_ts": ts,
-              "previous_message": {"type": "message", "user": AGENT, "text": "x", "ts": ts, "thread_ts": thread}}
+    delete = {
+        "type": "message",
+        "subtype": "message_deleted",
+        "channel": DESK,
+        "hidden": True,
+        "ts": "1770200002.1",
+        "event_ts": "1770200002.1",
+        "deleted_ts": ts,
+        "previous_message": {"type": "message", "user": AGENT, "text": "x", "ts": ts, "thread_ts": thread},
+    }
     assert app.event(delete).status_code == 200
     wait_for(lambda: any("does not unsend it" in text for text in app.slack.thread(thread)))
     assert sum("not passed on: the user still has the first version" in t for t in app.slack.thread(thread)) == 1
@@ -212,7 +235,11 @@ def test_the_policys_urgent_topics_go_to_a_person_with_priority_high(desk: Calla
         app.user_says("I think this campaign is a scam")
         wait_for(lambda: len(app.slack.parents()) == 1)
         ticket = app.ticket()
-        assert (ticket.priority, ticket.reason, ticket.topic) == ("high", "dispute or suspected scam", "campaign-dispute")
+        assert (ticket.priority, ticket.reason, ticket.topic) == (
+            "high",
+            "dispute or suspected scam",
+            "campaign-dispute",
+        )
         assert "priority *high*" in json_text(app.slack.parents()[0])
         wait_for(lambda: any(ticket.reference in text for text in app.telegram_texts()))
         assert any("Report it from the campaign page." in text for text in app.telegram_texts())
@@ -236,7 +263,11 @@ def json_text(message: dict[str, object]) -> str:
 
 
 def parent_ts_of(app: Desk) -> str:
-    [call] = [c for c in app.slack.calls("POST", "/api/chat.postMessage") if c.json.get("blocks") and c.json["channel"] == DESK]
+    [call] = [
+        c
+        for c in app.slack.calls("POST", "/api/chat.postMessage")
+        if c.json.get("blocks") and c.json["channel"] == DESK
+    ]
     return str(call.json.get("ts") or app.ticket().desk_ts)
 
 

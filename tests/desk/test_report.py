@@ -45,12 +45,15 @@ def test_the_summary_text_says_the_same_figures(database: Database) -> None:
     assert "“is my cat a campaign” (2)" in text
 
 
-@pytest.mark.parametrize(("values", "expected"), [
-    ([], {"n": 0, "median": None, "p90": None}),
-    ([5.0], {"n": 1, "median": 5.0, "p90": 5.0}),
-    ([4.0, 1.0, 3.0, 2.0], {"n": 4, "median": 2.5, "p90": 4.0}),
-    ([float(n) for n in range(1, 21)], {"n": 20, "median": 10.5, "p90": 18.0}),
-])
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([], {"n": 0, "median": None, "p90": None}),
+        ([5.0], {"n": 1, "median": 5.0, "p90": 5.0}),
+        ([4.0, 1.0, 3.0, 2.0], {"n": 4, "median": 2.5, "p90": 4.0}),
+        ([float(n) for n in range(1, 21)], {"n": 20, "median": 10.5, "p90": 18.0}),
+    ],
+)
 def test_median_and_p90_by_nearest_rank(values: list[float], expected: dict[str, object]) -> None:
     assert spread(values) == expected
 
@@ -62,14 +65,28 @@ def test_report_json_gives_the_same_figures_to_scripts(tmp_path: Path) -> None:
     seed(database, until=utcnow() + timedelta(minutes=1))
     database.dispose()
     env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
-    result = subprocess.run([COMMAND, "report", "--json"], cwd=tmp_path, env={**env, "DATABASE_URL": url},
-                            capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [COMMAND, "report", "--json"],
+        cwd=tmp_path,
+        env={**env, "DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)
     for key, value in EXPECTED.items():
         assert figures[key] == value, key
-    table = subprocess.run([COMMAND, "report"], cwd=tmp_path, env={**env, "DATABASE_URL": url},
-                           capture_output=True, text=True, timeout=120, check=False)
+    table = subprocess.run(
+        [COMMAND, "report"],
+        cwd=tmp_path,
+        env={**env, "DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert "Bot containment: 25.0% of 4 conversations" in table.stdout and "SLA breaches: 1" in table.stdout
 
 

@@ -13,7 +13,9 @@ from tests.desk.conftest import DESK, ONDUTY, Desk
 from tests.fakes.live import wait_for
 
 
-def test_at_80_percent_a_reminder_and_at_the_target_a_breach_mention_and_a_higher_priority(desk: Callable[..., Desk]) -> None:
+def test_at_80_percent_a_reminder_and_at_the_target_a_breach_mention_and_a_higher_priority(
+    desk: Callable[..., Desk],
+) -> None:
     app = desk()
     thread = app.handed_off()
     reference = app.ticket().reference
@@ -32,7 +34,9 @@ def test_at_80_percent_a_reminder_and_at_the_target_a_breach_mention_and_a_highe
     assert breach.startswith(f"<!subteam^{ONDUTY}> ") and "Priority is now *high*" in breach
     ticket = app.ticket()
     assert (ticket.priority, ticket.sla_breached_at) == ("high", app.clock.now)
-    wait_for(lambda: any("priority *high*" in json.dumps(u) and reference in json.dumps(u) for u in app.slack.updates()))
+    wait_for(
+        lambda: any("priority *high*" in json.dumps(u) and reference in json.dumps(u) for u in app.slack.updates())
+    )
     assert "first-response target missed" in json.dumps(app.slack.updates()[-1])
     app.clock.advance(seconds=600)
     wait_for(lambda: _statuses(app) == {"fired"})

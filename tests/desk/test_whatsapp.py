@@ -28,7 +28,9 @@ def handed_off_on_whatsapp(app: Desk) -> str:
 def close_the_window(app: Desk) -> None:
     with app.services.database.transaction() as session:
         session.execute(
-            update(ChannelIdentity).where(ChannelIdentity.channel == "whatsapp").values(last_seen_at=utcnow() - timedelta(hours=25))
+            update(ChannelIdentity)
+            .where(ChannelIdentity.channel == "whatsapp")
+            .values(last_seen_at=utcnow() - timedelta(hours=25))
         )
 
 
@@ -41,11 +43,15 @@ def test_the_parent_shows_the_window_and_a_reply_inside_it_is_sent_as_text(desk:
     app.reply(thread, "Hello, I can help with that.")
     wait_for(lambda: len(app.whatsapp_sent()) == before + 1)
     sent = app.whatsapp_sent()[-1]
-    assert sent["To"] == "whatsapp:+27820000002" and sent["Body"] == "Sipho (SayPro support): Hello, I can help with that."
+    assert (
+        sent["To"] == "whatsapp:+27820000002" and sent["Body"] == "Sipho (SayPro support): Hello, I can help with that."
+    )
     wait_for(lambda: any("✓ Sent to Thandi on WhatsApp." == text for text in app.slack.thread(thread)))
 
 
-def test_after_the_window_closes_without_a_template_the_thread_says_it_could_not_be_delivered(desk: Callable[..., Desk]) -> None:
+def test_after_the_window_closes_without_a_template_the_thread_says_it_could_not_be_delivered(
+    desk: Callable[..., Desk],
+) -> None:
     app = desk(now=utcnow())
     thread = handed_off_on_whatsapp(app)
     close_the_window(app)

@@ -25,7 +25,9 @@ class FakeKnowledge:
         if "payout" in lowered:
             return self.answer_for("disbursement-timeline")
         if "refundish" in lowered:
-            candidates = tuple(Candidate(t, TOPICS[t][0], c) for t, c in (("refund-request", 0.4), ("contact-support", 0.3)))
+            candidates = tuple(
+                Candidate(t, TOPICS[t][0], c) for t, c in (("refund-request", 0.4), ("contact-support", 0.3))
+            )
             return FaqResult(decision=Decision.ASK, confidence=0.4, candidates=candidates)
         return FaqResult(decision=Decision.UNKNOWN, confidence=0.1)
 
@@ -34,7 +36,11 @@ class FakeKnowledge:
             return FaqResult(decision=Decision.UNKNOWN, confidence=0.0)
         title, _audience, answer = TOPICS[topic]
         return FaqResult(
-            decision=Decision.ANSWER, confidence=1.0, topic=topic, title=title, answer=answer,
+            decision=Decision.ANSWER,
+            confidence=1.0,
+            topic=topic,
+            title=title,
+            answer=answer,
             candidates=(Candidate(topic, title, 1.0),),
         )
 

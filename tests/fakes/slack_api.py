@@ -16,8 +16,13 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "slack"
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 BOT_TOKEN = "xoxb-17653672481-19874698323-pdFZKVeTuE8sk7oOcBrzbqgy"
 AUTH_TEST = {
-    "ok": True, "url": "https://saypro.slack.com/", "team": "SayPro", "user": "saypro_bot",
-    "team_id": "T061EG9R6", "user_id": "U0BOT0001", "bot_id": "B0BOT0001",
+    "ok": True,
+    "url": "https://saypro.slack.com/",
+    "team": "SayPro",
+    "user": "saypro_bot",
+    "team_id": "T061EG9R6",
+    "user_id": "U0BOT0001",
+    "bot_id": "B0BOT0001",
 }
 POST_PATH = "/api/chat.postMessage"
 

@@ -31,8 +31,14 @@ def sent_message(request: Recorded) -> Reply:
     """sendMessage's result: the Message Telegram created (message_id, date and chat.type are required)."""
     form = request.form
     chat_id = int(form["chat_id"])
-    return ok({"message_id": 1000 + len(form["text"]), "date": 1700000000, "text": form["text"],
-               "chat": {"id": chat_id, "type": "private", "first_name": "Thandi"}})
+    return ok(
+        {
+            "message_id": 1000 + len(form["text"]),
+            "date": 1700000000,
+            "text": form["text"],
+            "chat": {"id": chat_id, "type": "private", "first_name": "Thandi"},
+        }
+    )
 
 
 class FakeTelegramAPI(FakeProviderAPI):
@@ -60,13 +66,17 @@ class FakeTelegramAPI(FakeProviderAPI):
         self.idle = idle
         self._batch_lock = threading.Lock()
         prefix = f"/bot{token}"
-        super().__init__({
-            ("POST", f"{prefix}/sendMessage"): self._send_message,
-            ("POST", f"{prefix}/answerCallbackQuery"): answer_callback or [ok(True)],
-            ("POST", f"{prefix}/setWebhook"): set_webhook or [ok(True)],
-            ("POST", f"{prefix}/getUpdates"): self._get_updates,
-            ("POST", f"{prefix}/getMe"): [ok({"id": 123456, "is_bot": True, "first_name": "SayPro", "username": "saypro_bot"})],
-        })
+        super().__init__(
+            {
+                ("POST", f"{prefix}/sendMessage"): self._send_message,
+                ("POST", f"{prefix}/answerCallbackQuery"): answer_callback or [ok(True)],
+                ("POST", f"{prefix}/setWebhook"): set_webhook or [ok(True)],
+                ("POST", f"{prefix}/getUpdates"): self._get_updates,
+                ("POST", f"{prefix}/getMe"): [
+                    ok({"id": 123456, "is_bot": True, "first_name": "SayPro", "username": "saypro_bot"})
+                ],
+            }
+        )
 
     @property
     def base_url(self) -> str:

@@ -26,7 +26,9 @@ def fixture(name: str, **changes: str) -> dict[str, str]:
     return {**json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8")), **changes}
 
 
-def signed(params: dict[str, str], path: str, *, token: str = AUTH_TOKEN, base: str = PUBLIC_BASE_URL) -> dict[str, str]:
+def signed(
+    params: dict[str, str], path: str, *, token: str = AUTH_TOKEN, base: str = PUBLIC_BASE_URL
+) -> dict[str, str]:
     """Headers for a form POST signed as Twilio signs it: over the public URL and the params."""
     signature = RequestValidator(token).compute_signature(base + path, params)
     return {"X-Twilio-Signature": signature, "Content-Type": "application/x-www-form-urlencoded"}
@@ -48,14 +50,24 @@ class MessagesCreated:
         self.sids.append(sid)
         sent = request.form
         body: dict[str, Any] = json.loads((FIXTURES / "messages_create_201.json").read_text(encoding="utf-8"))
-        body.update(sid=sid, to=sent.get("To"), body=sent.get("Body", ""), uri=f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{sid}.json")
+        body.update(
+            sid=sid,
+            to=sent.get("To"),
+            body=sent.get("Body", ""),
+            uri=f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{sid}.json",
+        )
         body["from"] = sent.get("From")
         return Reply(201, body)
 
 
 def twilio_error(status: int, code: int, *, headers: dict[str, str] | None = None) -> Reply:
     """Twilio's error body: {"code", "message", "more_info", "status"}."""
-    body = {"code": code, "message": f"error {code}", "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status}
+    body = {
+        "code": code,
+        "message": f"error {code}",
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        "status": status,
+    }
     return Reply(status, body, headers=headers or {})
 
 

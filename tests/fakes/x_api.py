@@ -14,7 +14,7 @@ import copy
 import itertools
 import json
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -54,7 +54,7 @@ def x_settings(fake: FakeXAPI, database_url: str, **overrides: Any) -> Settings:
 
 def x_time(when: datetime) -> str:
     """X's timestamp format, e.g. 2026-01-20T15:38:16.000Z."""
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
 class FakeXAPI:
@@ -79,7 +79,7 @@ class FakeXAPI:
     def seed(self, response: dict[str, Any], *, fresh: bool = True) -> None:
         """Load a GET /2/dm_events response (fixture); with `fresh`, its times move to the last minutes, in order."""
         events = sorted(copy.deepcopy(response.get("data", [])), key=lambda event: int(event["id"]))
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         for age, event in enumerate(reversed(events), start=1):
             if fresh:
                 event["created_at"] = x_time(now - timedelta(seconds=10 * age))
@@ -125,7 +125,7 @@ class FakeXAPI:
             "text": text,
             "sender_id": sender_id,
             "dm_conversation_id": f"{low}-{high}",
-            "created_at": x_time(when or datetime.now(timezone.utc)),
+            "created_at": x_time(when or datetime.now(UTC)),
         }
 
     def _dm_events(self, request: Recorded) -> Reply:

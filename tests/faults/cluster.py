@@ -72,8 +72,13 @@ class BotProcess:
             log.write(f"\n===== start {self.starts} =====\n".encode())
             log.flush()
             self.popen = subprocess.Popen(
-                [*self.command, *self.args], cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,  # its own group: a kill takes its children too
+                [*self.command, *self.args],
+                cwd=self.cwd,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # its own group: a kill takes its children too
             )
         return self
 
@@ -139,14 +144,16 @@ class Cluster:
     def env(self) -> dict[str, str]:
         keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
         env = {name: os.environ[name] for name in keep if name in os.environ}
-        env.update({
-            "NO_PROXY": "127.0.0.1,localhost",
-            "PYTHONUNBUFFERED": "1",
-            "PTB_TIMEDELTA": "true",
-            "DATABASE_URL": self.database_url,
-            "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
-            "KNOWLEDGE_DIR": str(small_knowledge(self.workdir / "knowledge")),
-        })
+        env.update(
+            {
+                "NO_PROXY": "127.0.0.1,localhost",
+                "PYTHONUNBUFFERED": "1",
+                "PTB_TIMEDELTA": "true",
+                "DATABASE_URL": self.database_url,
+                "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+                "KNOWLEDGE_DIR": str(small_knowledge(self.workdir / "knowledge")),
+            }
+        )
         env.update(self.extra_env)
         return env
 
@@ -158,11 +165,23 @@ class Cluster:
         """The Procfile's `web` line, run by a shell as a platform runs it, with PORT and WEB_CONCURRENCY."""
         line = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:"))
         port = free_port()
-        env = {**self.env(), "PORT": str(port), "WEB_CONCURRENCY": str(concurrency),
-               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        env = {
+            **self.env(),
+            "PORT": str(port),
+            "WEB_CONCURRENCY": str(concurrency),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
         # exec: the shell becomes uvicorn, so signals reach it and its workers are its children
-        return self._add(BotProcess(name, [f"exec {line.removeprefix('web:').strip()}"], env, self.workdir,
-                                    port=port, command=["/bin/sh", "-c"]))
+        return self._add(
+            BotProcess(
+                name,
+                [f"exec {line.removeprefix('web:').strip()}"],
+                env,
+                self.workdir,
+                port=port,
+                command=["/bin/sh", "-c"],
+            )
+        )
 
     def worker(self, name: str) -> BotProcess:
         return self._add(BotProcess(name, ["worker"], self.env(), self.workdir))
@@ -175,7 +194,9 @@ class Cluster:
             process.wait_ready()
 
     def logs(self) -> str:
-        return "\n\n".join(f"----- {p.name} (pid {p.popen.pid if p.popen else '-'}) -----\n{p.tail()}" for p in self.processes)
+        return "\n\n".join(
+            f"----- {p.name} (pid {p.popen.pid if p.popen else '-'}) -----\n{p.tail()}" for p in self.processes
+        )
 
     def close(self) -> None:
         for process in self.processes:

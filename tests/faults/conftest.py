@@ -43,7 +43,11 @@ def shared_database(own_database_url: str) -> Iterator[Database]:
 
 @pytest.fixture()
 def cluster(
-    request: pytest.FixtureRequest, tmp_path: Path, own_database_url: str, shared_database: Database, provider: FaultyProvider
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    own_database_url: str,
+    shared_database: Database,
+    provider: FaultyProvider,
 ) -> Iterator[Cluster]:
     """Processes on the test's database with every channel pointed at the fake; their logs shown on failure."""
     workdir = tmp_path / "bot"

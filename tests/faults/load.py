@@ -67,8 +67,13 @@ class Outcome:
     seconds: float = 0.0
 
     def summary(self) -> dict[str, object]:
-        return {"messages": len(self.messages), "statuses": dict(self.statuses), "retries": self.retries,
-                "failed": len(self.failed), "seconds": round(self.seconds, 1)}
+        return {
+            "messages": len(self.messages),
+            "statuses": dict(self.statuses),
+            "retries": self.retries,
+            "failed": len(self.failed),
+            "seconds": round(self.seconds, 1),
+        }
 
 
 @dataclass
@@ -87,15 +92,25 @@ class Load:
 
     def plan(self) -> list[list[Sent]]:
         """Each user's messages in the order they write them (messages spread evenly over users)."""
-        per_user = [self.messages // self.users + (1 if n < self.messages % self.users else 0) for n in range(self.users)]
+        per_user = [
+            self.messages // self.users + (1 if n < self.messages % self.users else 0) for n in range(self.users)
+        ]
         plan = []
         for number, count in enumerate(per_user):
             channel = CHANNELS[number % len(CHANNELS)]
             user = _user_id(channel, number, self.run_id)
-            plan.append([
-                Sent(channel, user, _provider_id(channel, self.run_id, number, position), QUESTIONS[(number + position) % len(QUESTIONS)], position)
-                for position in range(count)
-            ])
+            plan.append(
+                [
+                    Sent(
+                        channel,
+                        user,
+                        _provider_id(channel, self.run_id, number, position),
+                        QUESTIONS[(number + position) % len(QUESTIONS)],
+                        position,
+                    )
+                    for position in range(count)
+                ]
+            )
         return plan
 
     async def run(self) -> Outcome:
@@ -115,8 +130,10 @@ class Load:
                         first = self.webs[(number + sent.position) % len(self.webs)]
                         if sent.provider_id in twice and len(self.webs) > 1:
                             second = self.webs[(number + sent.position + 1) % len(self.webs)]
-                            await asyncio.gather(self._deliver(client, first, sent, outcome),
-                                                 self._deliver(client, second, sent, outcome))
+                            await asyncio.gather(
+                                self._deliver(client, first, sent, outcome),
+                                self._deliver(client, second, sent, outcome),
+                            )
                         else:
                             await self._deliver(client, first, sent, outcome)
 
@@ -161,24 +178,42 @@ class Load:
             chat = int(sent.user)
             update_id, message_id = sent.provider_id.split(":")[0], sent.provider_id.split(":")[2]
             person = {"id": chat, "is_bot": False, "first_name": "Load"}
-            update = {"update_id": int(update_id), "message": {
-                "message_id": int(message_id), "from": person, "chat": {**person, "type": "private"},
-                "date": int(time.time()), "text": sent.text}}
-            return "/webhooks/telegram", json.dumps(update).encode(), {
-                "Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET}
+            update = {
+                "update_id": int(update_id),
+                "message": {
+                    "message_id": int(message_id),
+                    "from": person,
+                    "chat": {**person, "type": "private"},
+                    "date": int(time.time()),
+                    "text": sent.text,
+                },
+            }
+            return (
+                "/webhooks/telegram",
+                json.dumps(update).encode(),
+                {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET},
+            )
         whatsapp = sent.channel == "whatsapp"
         params = {
-            "MessageSid": sent.provider_id, "SmsMessageSid": sent.provider_id, "AccountSid": "AC" + "f" * 32,
+            "MessageSid": sent.provider_id,
+            "SmsMessageSid": sent.provider_id,
+            "AccountSid": "AC" + "f" * 32,
             "From": f"whatsapp:{sent.user}" if whatsapp else sent.user,
             "To": f"whatsapp:{WHATSAPP_NUMBER}" if whatsapp else SMS_NUMBER,
-            "Body": sent.text, "NumMedia": "0", "NumSegments": "1", "ApiVersion": "2010-04-01",
+            "Body": sent.text,
+            "NumMedia": "0",
+            "NumSegments": "1",
+            "ApiVersion": "2010-04-01",
         }
         if whatsapp:
             params["ProfileName"] = "Load"
         path = "/webhooks/twilio"
         signature = RequestValidator(AUTH_TOKEN).compute_signature(self.public_base_url + path, params)
-        return path, urlencode(params).encode(), {
-            "Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature}
+        return (
+            path,
+            urlencode(params).encode(),
+            {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature},
+        )
 
 
 def _user_id(channel: str, number: int, run_id: str) -> str:
@@ -203,8 +238,14 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=40, help="users writing at once")
     parser.add_argument("--public-base-url", default="http://127.0.0.1:8000")
     args = parser.parse_args()
-    load = Load(webs=args.web, users=args.users, messages=args.messages, public_base_url=args.public_base_url,
-                duplicate_share=args.duplicates, concurrency=args.concurrency)
+    load = Load(
+        webs=args.web,
+        users=args.users,
+        messages=args.messages,
+        public_base_url=args.public_base_url,
+        duplicate_share=args.duplicates,
+        concurrency=args.concurrency,
+    )
     print(json.dumps(asyncio.run(load.run()).summary()))
 
 

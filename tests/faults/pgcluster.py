@@ -48,7 +48,9 @@ class LocalPostgres:
             shutil.chown(self.root, "postgres")
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
         self.start()
-        admin = create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres", isolation_level="AUTOCOMMIT")
+        admin = create_engine(
+            f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres", isolation_level="AUTOCOMMIT"
+        )
         with admin.connect() as connection:
             connection.exec_driver_sql("CREATE DATABASE saypro")
         admin.dispose()
@@ -63,8 +65,9 @@ class LocalPostgres:
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
 
     def close(self) -> None:
-        subprocess.run(self._command("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop"),
-                       capture_output=True, check=False)
+        subprocess.run(
+            self._command("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop"), capture_output=True, check=False
+        )
         shutil.rmtree(self.root, ignore_errors=True)
 
     def _command(self, tool: str, *args: str) -> list[str]:

@@ -152,11 +152,26 @@ def _gone(connection: socket.socket, seconds: float) -> bool:
 def _created(path: str, number: int, channel: str, user: str, text: str) -> dict[str, Any]:
     if path == TWILIO_PATH:
         sid = f"SM{number:032x}"
-        return {"sid": sid, "status": "queued", "to": user, "body": text, "account_sid": ACCOUNT_SID,
-                "uri": f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{sid}.json", "num_segments": "1",
-                "direction": "outbound-api", "date_created": "Mon, 23 Nov 2026 10:00:00 +0000"}
-    return {"ok": True, "result": {"message_id": number, "date": 1700000000, "text": text,
-                                   "chat": {"id": int(user) if user.lstrip("-").isdigit() else 0, "type": "private"}}}
+        return {
+            "sid": sid,
+            "status": "queued",
+            "to": user,
+            "body": text,
+            "account_sid": ACCOUNT_SID,
+            "uri": f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{sid}.json",
+            "num_segments": "1",
+            "direction": "outbound-api",
+            "date_created": "Mon, 23 Nov 2026 10:00:00 +0000",
+        }
+    return {
+        "ok": True,
+        "result": {
+            "message_id": number,
+            "date": 1700000000,
+            "text": text,
+            "chat": {"id": int(user) if user.lstrip("-").isdigit() else 0, "type": "private"},
+        },
+    }
 
 
 def _handler(provider: FaultyProvider) -> type[BaseHTTPRequestHandler]:
@@ -222,8 +237,15 @@ def _handler(provider: FaultyProvider) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 return
             headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
-            self._answer(fault.status, {"code": 20500 if fault.status >= 500 else 20429,
-                                        "message": f"fault {fault.status}", "status": fault.status}, headers)
+            self._answer(
+                fault.status,
+                {
+                    "code": 20500 if fault.status >= 500 else 20429,
+                    "message": f"fault {fault.status}",
+                    "status": fault.status,
+                },
+                headers,
+            )
 
         def _answer(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
             data = json.dumps(payload).encode()
@@ -255,5 +277,3 @@ def twilio_env(provider: FaultyProvider) -> dict[str, str]:
         "TELEGRAM_WEBHOOK_SECRET": TELEGRAM_SECRET,
         "TELEGRAM_API_BASE_URL": f"{provider.url}/bot",
     }
-
-

@@ -48,7 +48,9 @@ def server() -> Iterator[LocalPostgres]:
 
 
 @pytest.fixture()
-def restart_cluster(request: pytest.FixtureRequest, tmp_path: Path, server: LocalPostgres, provider: FaultyProvider) -> Iterator[Cluster]:
+def restart_cluster(
+    request: pytest.FixtureRequest, tmp_path: Path, server: LocalPostgres, provider: FaultyProvider
+) -> Iterator[Cluster]:
     workdir = tmp_path / "bot"
     workdir.mkdir()
     processes = Cluster(workdir, server.url, extra_env=twilio_env(provider))
@@ -67,8 +69,14 @@ def test_webhooks_answer_503_while_postgres_is_away_and_the_bot_recovers_by_itse
     webs = [restart_cluster.web("web-1"), restart_cluster.web("web-2")]
     restart_cluster.start(*webs, restart_cluster.worker("worker-1"))
 
-    load = Load(webs=[web.url for web in webs], users=users, messages=messages, public_base_url=PUBLIC_BASE_URL,
-                concurrency=20, retry_for=120)
+    load = Load(
+        webs=[web.url for web in webs],
+        users=users,
+        messages=messages,
+        public_base_url=PUBLIC_BASE_URL,
+        concurrency=20,
+        retry_for=120,
+    )
     outcomes: list[Outcome] = []
     generator = threading.Thread(target=lambda: outcomes.append(asyncio.run(load.run())))
     generator.start()
@@ -77,8 +85,12 @@ def test_webhooks_answer_503_while_postgres_is_away_and_the_bot_recovers_by_itse
         _wait_for_stored(database, messages // 4)
         server.stop("fast")
         time.sleep(0.5)
-        probe = httpx.post(webs[0].url + "/webhooks/twilio", content=load.request(load.plan()[0][0])[1],
-                           headers=load.request(load.plan()[0][0])[2], timeout=10)
+        probe = httpx.post(
+            webs[0].url + "/webhooks/twilio",
+            content=load.request(load.plan()[0][0])[1],
+            headers=load.request(load.plan()[0][0])[2],
+            timeout=10,
+        )
         health = httpx.get(webs[1].url + "/healthz", timeout=10)
         time.sleep(max(down - 0.5, 0))
         server.start()
@@ -92,7 +104,9 @@ def test_webhooks_answer_503_while_postgres_is_away_and_the_bot_recovers_by_itse
         database.dispose()
 
     outcome = outcomes[0]
-    print(f"restart: {outcome.summary()}, healthy again after {recovered:.1f} s, all answered {settled_after:.1f} s after the restart")
+    print(
+        f"restart: {outcome.summary()}, healthy again after {recovered:.1f} s, all answered {settled_after:.1f} s after the restart"
+    )
     assert (probe.status_code, health.status_code) == (503, 503)
     assert outcome.statuses[503] + outcome.statuses[0] > 0  # the generator met the outage and retried
     assert outcome.failed == []

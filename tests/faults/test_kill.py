@@ -35,13 +35,19 @@ LEASE_WAIT = 120  # the lease (30 s), the survivor's next rounds, and a slow mac
 def queue_replies(database_url: str, provider: FaultyProvider, users: int) -> None:
     """Answer one SMS from each of `users` people in this process, leaving the replies unsent in the outbox."""
     env = {key.lower(): value for key, value in twilio_env(provider).items()}
-    services = build(load_settings(database_url=database_url, public_base_url=PUBLIC_BASE_URL, **env), knowledge=FakeKnowledge())
+    services = build(
+        load_settings(database_url=database_url, public_base_url=PUBLIC_BASE_URL, **env), knowledge=FakeKnowledge()
+    )
     try:
         for number in range(users):
-            services.inbox.handle(InboundMessage(
-                channel="sms", user_id=f"+2783000{number:04d}", provider_message_id=f"SMkill{number:028d}",
-                text="when is my payout?",
-            ))
+            services.inbox.handle(
+                InboundMessage(
+                    channel="sms",
+                    user_id=f"+2783000{number:04d}",
+                    provider_message_id=f"SMkill{number:028d}",
+                    text="when is my payout?",
+                )
+            )
     finally:
         services.database.dispose()
 
@@ -82,8 +88,9 @@ def test_a_worker_killed_before_the_provider_accepts_loses_and_doubles_nothing(
 
 
 @pytest.mark.only_on(
-    "postgresql", reason="the same claim and lease code as the test above, which runs on SQLite too; the "
-    "at-least-once window is measured once, on PostgreSQL, to keep the run short"
+    "postgresql",
+    reason="the same claim and lease code as the test above, which runs on SQLite too; the "
+    "at-least-once window is measured once, on PostgreSQL, to keep the run short",
 )
 @pytest.mark.parametrize("users", [size("FAULT_KILL_USERS", 40)])
 def test_a_worker_killed_after_the_provider_accepted_sends_those_again_and_only_those(

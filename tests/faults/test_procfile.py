@@ -18,8 +18,9 @@ from tests.faults.load import Load
 from tests.faults.provider import FaultyProvider
 
 pytestmark = pytest.mark.only_on(
-    "postgresql", reason="the several-process deployment is tested on PostgreSQL; SQLite's several processes "
-    "are tested in test_load, test_kill and test_restart"
+    "postgresql",
+    reason="the several-process deployment is tested on PostgreSQL; SQLite's several processes "
+    "are tested in test_load, test_kill and test_restart",
 )
 
 

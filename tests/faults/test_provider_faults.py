@@ -34,15 +34,22 @@ USERS = 6
 @pytest.fixture()
 def services(database_url: str, provider: FaultyProvider) -> Iterator[Services]:
     env = {key.lower(): value for key, value in twilio_env(provider).items()}
-    built = build(load_settings(database_url=database_url, public_base_url=PUBLIC_BASE_URL, **env), knowledge=FakeKnowledge())
+    built = build(
+        load_settings(database_url=database_url, public_base_url=PUBLIC_BASE_URL, **env), knowledge=FakeKnowledge()
+    )
     built.dispatcher.policy = RetryPolicy(max_attempts=4, base_delay=0.05, max_delay=0.2)
     sms = built.channels.get("sms")
     sms.client.http_client.timeout = 1.0  # type: ignore[union-attr]  # the SDK's 15 s, shortened for the test
     provider.stall = 2.5
     for number in range(USERS):
-        built.inbox.handle(InboundMessage(
-            channel="sms", user_id=f"+2784000{number:04d}", provider_message_id=f"SMfault{number:027d}", text="payout?",
-        ))
+        built.inbox.handle(
+            InboundMessage(
+                channel="sms",
+                user_id=f"+2784000{number:04d}",
+                provider_message_id=f"SMfault{number:027d}",
+                text="payout?",
+            )
+        )
     yield built
     built.database.dispose()
 

@@ -60,9 +60,7 @@ def one_user(web: str) -> Load:
 def test_queued_replies_the_poll_cursor_and_a_pending_code_survive_a_restart_of_every_process(
     cluster: Cluster, provider: FaultyProvider, shared_database: Database
 ) -> None:
-    cluster.extra_env.update(
-        TELEGRAM_POLLING="true", SAYPRO_API_KEY=API_KEY
-    )  # getUpdates: a cursor to keep
+    cluster.extra_env.update(TELEGRAM_POLLING="true", SAYPRO_API_KEY=API_KEY)  # getUpdates: a cursor to keep
     web, worker = cluster.web("web"), cluster.worker("worker")
     cluster.start(web, worker)
     load = one_user(web.url)
@@ -70,11 +68,7 @@ def test_queued_replies_the_poll_cursor_and_a_pending_code_survive_a_restart_of_
     # A status question on Telegram, from someone other than the record's phone: a code goes by SMS.
     verifying = VERIFICATION and _push_records(web.url, phone="+27831110000")
     if verifying:
-        asyncio.run(
-            load.run_one(
-                Sent("telegram", "9300", "1:9300:1", "status of SP-PAY-7001", 0)
-            )
-        )
+        asyncio.run(load.run_one(Sent("telegram", "9300", "1:9300:1", "status of SP-PAY-7001", 0)))
         _wait(
             lambda: any(d.channel == "sms" for d in provider.delivered),
             "the code's SMS",
@@ -83,33 +77,19 @@ def test_queued_replies_the_poll_cursor_and_a_pending_code_survive_a_restart_of_
         assert code_sms.user == "+27831110000"
         code = re.search(r"\b(\d{6})\b", code_sms.text)
         assert code is not None, code_sms.text
-        _wait(
-            lambda: Ledger.read(shared_database).settled(), "the code question answered"
-        )
+        _wait(lambda: Ledger.read(shared_database).settled(), "the code question answered")
     asked, tried = len(Ledger.read(shared_database).inbound), _tried(shared_database)
 
     # The provider goes down: replies to five SMS and five polled Telegram messages wait, retrying.
     provider.faults = [Fault(500) for _ in range(10_000)]
-    provider.updates = [
-        telegram_update(100 + n, 9_100 + n, "when is my payout?") for n in range(5)
-    ]
+    provider.updates = [telegram_update(100 + n, 9_100 + n, "when is my payout?") for n in range(5)]
     for n in range(5):
         path, body, headers = load.request(
-            Sent(
-                "sms", f"+2785000{n:04d}", f"SMrestart{n:025d}", "when is my payout?", 0
-            )
+            Sent("sms", f"+2785000{n:04d}", f"SMrestart{n:025d}", "when is my payout?", 0)
         )
-        assert (
-            httpx.post(
-                web.url + path, content=body, headers=headers, timeout=10
-            ).status_code
-            == 200
-        )
+        assert httpx.post(web.url + path, content=body, headers=headers, timeout=10).status_code == 200
     _wait(
-        lambda: (
-            len(Ledger.read(shared_database).inbound) == asked + 10
-            and _tried(shared_database) == tried + 10
-        ),
+        lambda: len(Ledger.read(shared_database).inbound) == asked + 10 and _tried(shared_database) == tried + 10,
         "every new conversation's reply tried once, and failed",
     )
     assert read_cursor(shared_database, "telegram") == "105"
@@ -118,37 +98,21 @@ def test_queued_replies_the_poll_cursor_and_a_pending_code_survive_a_restart_of_
     for process in (web, worker):  # every process stops
         process.stop()
     provider.faults = []  # the provider is back, and two more people wrote meanwhile
-    provider.updates += [
-        telegram_update(105 + n, 9_200 + n, "how do I get a refund?") for n in range(2)
-    ]
+    provider.updates += [telegram_update(105 + n, 9_200 + n, "how do I get a refund?") for n in range(2)]
     polls_before = len(provider.polls)
     cluster.start(web, worker)
     if verifying:  # the code typed after the restart is still the one asked for
-        asyncio.run(
-            load.run_one(Sent("telegram", "9300", "2:9300:2", code.group(1), 1))
-        )
+        asyncio.run(load.run_one(Sent("telegram", "9300", "2:9300:2", code.group(1), 1)))
 
-    ledger = wait_until_settled(
-        shared_database, asked + 12 + (1 if verifying else 0), timeout=120
-    )
+    ledger = wait_until_settled(shared_database, asked + 12 + (1 if verifying else 0), timeout=120)
     check_delivered_once(ledger, provider)
     assert len(provider.delivered) == len(ledger.rows) > accepted_before
-    assert (
-        provider.polls[polls_before][0] == 105
-    )  # the first poll after the restart resumed from the cursor
-    assert (
-        read_cursor(shared_database, "telegram") == "107"
-    )  # updates 100-104 were not fetched again
+    assert provider.polls[polls_before][0] == 105  # the first poll after the restart resumed from the cursor
+    assert read_cursor(shared_database, "telegram") == "107"  # updates 100-104 were not fetched again
     spans = sorted((started, ended) for _offset, started, ended in provider.polls)
-    assert all(
-        later[0] >= earlier[1] - 0.05 for earlier, later in itertools.pairwise(spans)
-    ), "two pollers at once"
+    assert all(later[0] >= earlier[1] - 0.05 for earlier, later in itertools.pairwise(spans)), "two pollers at once"
     if verifying:
-        told = [
-            d.text
-            for d in provider.delivered
-            if d.channel == "telegram" and d.user == "9300"
-        ]
+        told = [d.text for d in provider.delivered if d.channel == "telegram" and d.user == "9300"]
         assert any("4,750.00" in text for text in told), told[-1:]
 
 
@@ -197,9 +161,7 @@ def test_service_level_timers_fire_once_after_a_restart_of_every_process(
 
         for process in (web, worker):  # every process dies before either timer is due
             process.kill()
-        assert time.monotonic() - handed_off < SLA_SECONDS * 0.8, (
-            "too slow: the reminder fell due before the kill"
-        )
+        assert time.monotonic() - handed_off < SLA_SECONDS * 0.8, "too slow: the reminder fell due before the kill"
         cluster.start(web, worker)
 
         _wait(
@@ -237,13 +199,7 @@ def _timers(database: Database) -> list[DeskTimer]:
     from sqlalchemy import select
 
     with database.sessions() as session:
-        return list(
-            session.scalars(
-                select(DeskTimer)
-                .where(DeskTimer.kind.like("sla_%"))
-                .order_by(DeskTimer.id)
-            )
-        )
+        return list(session.scalars(select(DeskTimer).where(DeskTimer.kind.like("sla_%")).order_by(DeskTimer.id)))
 
 
 def _tried(database: Database) -> int:
@@ -253,9 +209,7 @@ def _tried(database: Database) -> int:
     from core.storage.models import OutboxItem
 
     with database.sessions() as session:
-        query = select(func.count(func.distinct(OutboxItem.conversation_id))).where(
-            OutboxItem.attempts >= 1
-        )
+        query = select(func.count(func.distinct(OutboxItem.conversation_id))).where(OutboxItem.attempts >= 1)
         return session.scalar(query) or 0
 
 

@@ -79,8 +79,10 @@ class PostgresServer:
             # Tests run one after another, so any other connection is one an earlier test left
             # open (perhaps inside a transaction, holding locks TRUNCATE would wait for): end it.
             connection.execute(
-                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                     "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
             )
             connection.exec_driver_sql("SET LOCAL lock_timeout = '10s'")
             connection.exec_driver_sql(truncate)
@@ -99,9 +101,13 @@ class PostgresServer:
         if self._admin is None:
             return
         with self._admin.connect() as connection:
-            names = connection.execute(
-                text("SELECT datname FROM pg_database WHERE datname LIKE :prefix"), {"prefix": f"{self.prefix}_%"}
-            ).scalars().all()
+            names = (
+                connection.execute(
+                    text("SELECT datname FROM pg_database WHERE datname LIKE :prefix"), {"prefix": f"{self.prefix}_%"}
+                )
+                .scalars()
+                .all()
+            )
         for name in names:
             self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         self._admin.dispose()

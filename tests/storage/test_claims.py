@@ -46,9 +46,7 @@ class SharedChannel:
         started = time.monotonic()
         await asyncio.sleep(self.seconds)
         with self._lock:
-            self.sends.append(
-                (message.conversation_id or 0, message.text, started, time.monotonic())
-            )
+            self.sends.append((message.conversation_id or 0, message.text, started, time.monotonic()))
             return Receipt(provider_message_id=f"r{len(self.sends)}")
 
 
@@ -90,9 +88,7 @@ def run_dispatchers(
 
         async def loop() -> None:
             deadline = time.monotonic() + seconds
-            while time.monotonic() < deadline and (
-                until_sent is None or len(channel.sends) < until_sent
-            ):
+            while time.monotonic() < deadline and (until_sent is None or len(channel.sends) < until_sent):
                 if not await dispatcher.dispatch_due():
                     await asyncio.sleep(0.02)
 
@@ -109,14 +105,10 @@ def statuses(database: Database) -> Counter[str]:
         return Counter(session.scalars(select(OutboxItem.status)))
 
 
-def test_four_dispatchers_send_every_row_once_and_each_conversation_in_order(
-    fake_bot, database_url: str
-) -> None:  # type: ignore[no-untyped-def]
+def test_four_dispatchers_send_every_row_once_and_each_conversation_in_order(fake_bot, database_url: str) -> None:  # type: ignore[no-untyped-def]
     queue(fake_bot, users=12, per_user=4)
     channel = SharedChannel(seconds=0.01)
-    run_dispatchers(
-        database_url, channel, count=4, policy=RetryPolicy(), seconds=30, until_sent=48
-    )
+    run_dispatchers(database_url, channel, count=4, policy=RetryPolicy(), seconds=30, until_sent=48)
 
     assert statuses(fake_bot.database) == Counter({"sent": 48})
     texts = [text for _conversation, text, _start, _end in channel.sends]
@@ -126,22 +118,14 @@ def test_four_dispatchers_send_every_row_once_and_each_conversation_in_order(
         by_conversation.setdefault(conversation, []).append((text, started, ended))
     for sends in by_conversation.values():
         sends.sort(key=lambda send: send[1])
-        assert [text for text, _s, _e in sends] == sorted(
-            text for text, _s, _e in sends
-        )
+        assert [text for text, _s, _e in sends] == sorted(text for text, _s, _e in sends)
         # one at a time: a conversation's next reply starts only after the previous one was sent
-        assert all(
-            later[1] >= earlier[2] for earlier, later in itertools.pairwise(sends)
-        )
+        assert all(later[1] >= earlier[2] for earlier, later in itertools.pairwise(sends))
 
 
-def test_a_slow_send_keeps_its_lease_and_is_not_sent_again_by_another_dispatcher(
-    fake_bot, database_url: str
-) -> None:  # type: ignore[no-untyped-def]
+def test_a_slow_send_keeps_its_lease_and_is_not_sent_again_by_another_dispatcher(fake_bot, database_url: str) -> None:  # type: ignore[no-untyped-def]
     queue(fake_bot, users=1, per_user=1)
-    channel = SharedChannel(
-        seconds=3.0
-    )  # the send outlasts the lease more than twice over
+    channel = SharedChannel(seconds=3.0)  # the send outlasts the lease more than twice over
     run_dispatchers(
         database_url,
         channel,
@@ -153,9 +137,7 @@ def test_a_slow_send_keeps_its_lease_and_is_not_sent_again_by_another_dispatcher
     assert statuses(fake_bot.database) == Counter({"sent": 1})
 
 
-def test_an_outcome_is_written_once_the_database_answers_again(
-    fake_bot, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+def test_an_outcome_is_written_once_the_database_answers_again(fake_bot, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     queue(fake_bot, users=1, per_user=1)
     channel = SharedChannel()
     dispatcher = Dispatcher(
@@ -168,9 +150,7 @@ def test_an_outcome_is_written_once_the_database_answers_again(
     def sent_after_an_outage(item, receipt) -> None:  # type: ignore[no-untyped-def]
         if failures[0]:
             failures[0] -= 1
-            raise OperationalError(
-                "UPDATE outbox", {}, ConnectionError("server closed the connection")
-            )
+            raise OperationalError("UPDATE outbox", {}, ConnectionError("server closed the connection"))
         real_sent(item, receipt)
 
     monkeypatch.setattr(dispatcher, "_sent", sent_after_an_outage)
@@ -179,18 +159,14 @@ def test_an_outcome_is_written_once_the_database_answers_again(
     assert statuses(fake_bot.database) == Counter({"sent": 1})
 
 
-def test_one_of_many_processes_gets_a_new_pollers_lease(
-    database: Database, database_url: str
-) -> None:
+def test_one_of_many_processes_gets_a_new_pollers_lease(database: Database, database_url: str) -> None:
     engines = [Database.from_url(database_url) for _ in range(6)]
     results: list[bool] = []
     barrier = threading.Barrier(len(engines))
 
     def take(own: Database) -> None:
         barrier.wait()
-        results.append(
-            lease_cursor(own, "x-dm", owner=f"process-{id(own)}", seconds=60)
-        )
+        results.append(lease_cursor(own, "x-dm", owner=f"process-{id(own)}", seconds=60))
 
     at_once([partial(take, own) for own in engines])
     for own in engines:
@@ -198,9 +174,7 @@ def test_one_of_many_processes_gets_a_new_pollers_lease(
     assert sorted(results) == [False] * 5 + [True]
 
 
-def fire_together(
-    url: str, *, count: int, now: datetime, fired: list[int]
-) -> list[int]:
+def fire_together(url: str, *, count: int, now: datetime, fired: list[int]) -> list[int]:
     """`count` processes' timer loops (own engines, own threads) firing what is due at `now` at once;
     how many each fired. The handler records each timer it fires, in the timer's transaction."""
     lock = threading.Lock()
@@ -226,9 +200,7 @@ def fire_together(
     return results
 
 
-def test_each_due_timer_is_fired_by_exactly_one_of_several_processes(
-    database: Database, database_url: str
-) -> None:
+def test_each_due_timer_is_fired_by_exactly_one_of_several_processes(database: Database, database_url: str) -> None:
     now = datetime(2026, 2, 2, 8, 0, tzinfo=UTC)
     with database.transaction() as session:
         for number in range(30):
@@ -266,9 +238,7 @@ def test_a_timer_claimed_by_a_process_that_died_is_fired_by_another_once_the_lea
     assert dead._claim(timer_id, now)  # ...and the process dies before firing it
 
     survivor = Timers(database, handlers)
-    assert (
-        survivor.fire_due(now + LEASE - timedelta(seconds=1)) == 0
-    )  # the lease still runs
+    assert survivor.fire_due(now + LEASE - timedelta(seconds=1)) == 0  # the lease still runs
     assert survivor.fire_due(now + LEASE + timedelta(seconds=1)) == 1
     assert survivor.fire_due(now + LEASE * 3) == 0  # fired: never again
     assert fired == [(timer_id, now + LEASE + timedelta(seconds=1))]
@@ -311,6 +281,4 @@ def test_a_pollers_lease_held_by_a_process_that_died_is_taken_over_once_it_runs_
     assert not lease_cursor(database, "x-dm", owner="live-process", seconds=45)
     clock[0] = start + timedelta(seconds=46)
     assert lease_cursor(database, "x-dm", owner="live-process", seconds=45)
-    assert not lease_cursor(
-        database, "x-dm", owner="dead-process", seconds=45
-    )  # back too late: taken
+    assert not lease_cursor(database, "x-dm", owner="dead-process", seconds=45)  # back too late: taken
