@@ -25,10 +25,12 @@ from bots.worker import run_forever
 from core.storage.models import OutboxItem
 
 log = logging.getLogger(__name__)
-# Threads for the web process's blocking work (database transactions, mostly), instead of
-# anyio's default of 40: they take turns on one interpreter lock, and 40 of them under a burst
-# spent more time handing it over than working (bench/README.md has the figures). A handful
-# keeps the database busy, since a thread waiting for it lets another run.
+# Threads for the web process's blocking work (database transactions, mostly) on PostgreSQL,
+# instead of anyio's default of 40: they take turns on one interpreter lock, and 40 of them
+# under a burst spent more time handing it over than working. A handful keeps the database
+# busy, since a thread waiting for it lets another run. On SQLite, where one process's writers
+# queue on a lock of their own anyway, 8 threads answered fewer messages than 40 and the default
+# stays (bench/README.md has the figures).
 WEB_THREADS = 8
 
 
@@ -37,7 +39,8 @@ def create_app(services: Services, *, background: bool = True) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        to_thread.current_default_thread_limiter().total_tokens = WEB_THREADS
+        if not services.database.is_sqlite:
+            to_thread.current_default_thread_limiter().total_tokens = WEB_THREADS
         tasks = []
         if background:
             tasks.append(asyncio.create_task(run_forever(services.inbox, services.dispatcher)))
