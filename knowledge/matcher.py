@@ -11,6 +11,7 @@ import numpy as np
 from rapidfuzz import fuzz, process
 
 from core.faq import Decision
+from knowledge import ranking
 from knowledge.calibration import (
     Calibrator,
     assign_folds,
@@ -151,24 +152,24 @@ class _Base:
         combined = (
             scores[0].copy()
             if len(scores) == 1
-            else sum(w * _standardised(s, self._inscope) for s, w in zip(scores, blend, strict=True))
+            else sum(w * ranking.standardised(s, self._inscope) for s, w in zip(scores, blend, strict=True))
         )
         if self.oos is not None:
             combined[self.oos] = -np.inf
-        top = _top_k(combined, min(self.top_k, self.n_classes - (self.oos is not None)))
+        top = ranking.top_k(combined, min(self.top_k, self.n_classes - (self.oos is not None)))
         columns = [np.arange(len(top)) == 0, np.full(len(top), known)]
         for scorer in self.fuzzy_scorers:
             fuzzy = self._fuzzy(query, top, scorer=scorer)
             oos_fuzzy = self._fuzzy(query, np.array([self.oos]), scorer=scorer)[0] if self.oos is not None else 0.0
-            columns += [fuzzy, fuzzy - _best_other(fuzzy, empty=0.0), fuzzy - oos_fuzzy]
+            columns += [fuzzy, fuzzy - ranking.best_other(fuzzy, empty=0.0), fuzzy - oos_fuzzy]
         for score in scores:
             cand = score[top]
             oos_score = score[self.oos] if self.oos is not None else ABSENT
-            columns += [cand, cand - _best_other(cand, empty=ABSENT), cand - oos_score]
+            columns += [cand, cand - ranking.best_other(cand, empty=ABSENT), cand - oos_score]
         if self.semantic is not None and vector is not None and not self.nearest_all:
             near = self.semantic.nearest(vector, top)
             oos_near = self.semantic.nearest(vector, np.array([self.oos]))[0] if self.oos is not None else -1.0
-            columns += [near, near - _best_other(near, empty=-1.0), near - oos_near]
+            columns += [near, near - ranking.best_other(near, empty=-1.0), near - oos_near]
         return top, np.clip(np.column_stack(columns).astype(np.float64), -20.0, 20.0)
 
     def _fuzzy(self, query: str, classes: np.ndarray, *, scorer: Callable[..., float]) -> np.ndarray:
@@ -182,43 +183,6 @@ class _Base:
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         result[lengths > 0] = np.maximum.reduceat(sims, starts[lengths > 0]) / 100.0
         return result
-
-
-def _top_k(values: np.ndarray, k: int, *, block: int = 64) -> np.ndarray:
-    """The indices of the `k` largest values, largest first (ties by index).
-
-    Through block maxima: the k largest values lie in the k blocks with the largest maxima, so
-    only those blocks are partitioned (numpy's own argpartition is slow on long arrays).
-    """
-    if len(values) > 4 * block * k:
-        n_blocks = -(-len(values) // block)
-        padded = np.full(n_blocks * block, -np.inf)
-        padded[: len(values)] = values
-        blocks = padded.reshape(n_blocks, block)
-        best_blocks = np.sort(np.argpartition(-blocks.max(axis=1), k - 1)[:k])
-        pool = (best_blocks[:, None] * block + np.arange(block)).ravel()
-        pool = pool[pool < len(values)]
-    else:
-        pool = np.arange(len(values))
-    order = np.argsort(-values[pool], kind="stable")[:k]
-    return pool[order]
-
-
-def _standardised(score: np.ndarray, among: np.ndarray) -> np.ndarray:
-    """`score` centred and scaled by its spread over the `among` classes, so that scorers add up fairly."""
-    part = score[among]
-    std = float(part.std()) if len(part) > 1 else 0.0
-    return (score - float(part.mean())) / (std if std > 1e-9 else 1.0)
-
-
-def _best_other(values: np.ndarray, *, empty: float) -> np.ndarray:
-    """For each position, the largest of the other values (`empty` when there is no other)."""
-    if len(values) < 2:
-        return np.full(len(values), empty)
-    best = int(np.argmax(values))
-    result = np.full(len(values), values[best], dtype=np.float64)
-    result[best] = np.partition(values, -2)[-2]
-    return result
 
 
 class Matcher:
