@@ -4,8 +4,6 @@ webhook, which the provider retries) and takes every older connection of the poo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
@@ -13,14 +11,7 @@ from sqlalchemy.exc import OperationalError
 from core.storage import database as engines
 from core.storage.database import Database
 
-
-@pytest.fixture()
-def database(database_url: str) -> Iterator[Database]:
-    if database_url.startswith("sqlite"):
-        pytest.skip("PostgreSQL only: no server drops a SQLite file's connections")
-    database = Database.from_url(database_url)
-    yield database
-    database.dispose()
+pytestmark = pytest.mark.only_on("postgresql", reason="no server drops a SQLite file's connections")
 
 
 def _backend(database: Database) -> int:
