@@ -153,8 +153,7 @@ def find_or_add_identity(
     session: Session, *, channel: str, user_id: str, display_name: str | None = None
 ) -> ChannelIdentity:
     """The identity for (`channel`, `user_id`), created with a new contact if there is none yet."""
-    query = select(ChannelIdentity).where(ChannelIdentity.channel == channel, ChannelIdentity.user_id == user_id)
-    identity = session.scalars(query).first()
+    identity = session.scalars(_IDENTITY, {"channel": channel, "user_id": user_id}).first()
     if identity is None:
         contact = Contact(display_name=display_name)
         session.add(contact)
