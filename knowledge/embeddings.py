@@ -175,7 +175,6 @@ class SentenceEmbedder:
 
         first, rest = self._forward_path()
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        vectors: np.ndarray | None = None
         # the lock only around setting torch's threads: a re-fit's batches must not hold up the
         # queries answered meanwhile (each of which sets one thread and puts back what it found)
         with self._lock:
@@ -183,17 +182,14 @@ class SentenceEmbedder:
             torch.set_num_threads(_cores())
         try:
             with torch.inference_mode():
-                for start in range(0, len(texts), self.batch_size):
-                    batch = order[start : start + self.batch_size]
-                    part = _forward(model, first, rest, [texts[i] for i in batch])
-                    if vectors is None:
-                        vectors = np.empty((len(texts), part.shape[1]), dtype=np.float32)
-                    vectors[batch] = part
+                batches = [order[start : start + self.batch_size] for start in range(0, len(texts), self.batch_size)]
+                by_length = np.concatenate([_forward(model, first, rest, [texts[i] for i in b]) for b in batches])
         finally:
             with self._lock:
                 torch.set_num_threads(threads)
         self.encoded += len(texts)
-        assert vectors is not None
+        vectors = np.empty_like(by_length)
+        vectors[order] = by_length  # back in the order of the texts
         return vectors
 
     def _model(self) -> Any:
@@ -221,7 +217,7 @@ def _forward(model: Any, first: Any, rest: list[Any], texts: list[str]) -> np.nd
     features = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in features.items()}
     for module in rest:
         features = module(features)
-    vectors = features["sentence_embedding"].float().numpy().astype(np.float32)
+    vectors = features["sentence_embedding"].float().numpy()
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
 
