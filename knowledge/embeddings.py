@@ -8,19 +8,21 @@ Hugging Face cache only: nothing is downloaded at run time.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import hashlib
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from core.errors import ConfigurationError
+from knowledge import tuning
 from knowledge.static_vectors import VECTORS_FILE, StaticVectors
 
 log = logging.getLogger("saypro.knowledge")
@@ -97,6 +99,26 @@ class EmbeddingCache:
             log.warning("embedding cache %s not written: %s", self.directory, exc)
             partial.unlink(missing_ok=True)
 
+    def get_arrays(self, key: str) -> dict[str, np.ndarray] | None:
+        """Named arrays stored under `key` (a tuned model's layers), or None when absent or unreadable."""
+        try:
+            with np.load(self.directory / f"{key}.npz", allow_pickle=False) as stored:
+                return {name: stored[name] for name in stored.files}
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def put_arrays(self, key: str, arrays: dict[str, np.ndarray]) -> None:
+        """Store named arrays under `key`, atomically; a cache that cannot be written is logged and skipped."""
+        path = self.directory / f"{key}.npz"
+        partial = path.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}.tmp.npz")
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            np.savez(partial, allow_pickle=False, **arrays)
+            os.replace(partial, path)
+        except OSError as exc:
+            log.warning("embedding cache %s not written: %s", self.directory, exc)
+            partial.unlink(missing_ok=True)
+
 
 class SentenceEmbedder:
     """A sentence-transformers model by name or local path, loaded on first use, with a vector cache."""
@@ -112,6 +134,7 @@ class SentenceEmbedder:
         self.encoded = 0  # texts actually run through the model (not read from the cache), for tests and logs
         self._loaded: Any = None
         self._query: tuple[Any, list[Any]] | None = None  # see _forward_path
+        self._variant = ""  # a tuned copy's recipe and labels, in its key (see tuned)
         self._lock = threading.Lock()  # queries one at a time: each sets torch to one thread and back
 
     @property
@@ -119,7 +142,7 @@ class SentenceEmbedder:
         """The model, and `:bf16` where the examples are encoded in bfloat16 (their vectors differ in rounding)."""
         path = Path(self.model).expanduser()
         name = f"st:{path.resolve()}" if path.exists() else f"st:{self.model}"
-        return f"{name}:bf16" if _native_bfloat16() else name
+        return (f"{name}:bf16" if _native_bfloat16() else name) + self._variant
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
@@ -175,21 +198,96 @@ class SentenceEmbedder:
 
         first, rest = self._forward_path()
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        # the lock only around setting torch's threads: a re-fit's batches must not hold up the
-        # queries answered meanwhile (each of which sets one thread and puts back what it found)
+        with self._all_cores(), torch.inference_mode():
+            batches = [order[start : start + self.batch_size] for start in range(0, len(texts), self.batch_size)]
+            by_length = np.concatenate([_forward(model, first, rest, [texts[i] for i in b]) for b in batches])
+        self.encoded += len(texts)
+        vectors = np.empty_like(by_length)
+        vectors[order] = by_length  # back in the order of the texts
+        return vectors
+
+    @contextlib.contextmanager
+    def _all_cores(self) -> Iterator[None]:
+        """Torch on every core the process may use, for a batch job (encoding or training), then as it was.
+
+        The lock only around setting torch's threads: a re-fit's batches must not hold up the queries
+        answered meanwhile (each of which sets one thread and puts back what it found).
+        """
+        import torch
+
         with self._lock:
             threads = torch.get_num_threads()
             torch.set_num_threads(_cores())
         try:
-            with torch.inference_mode():
-                batches = [order[start : start + self.batch_size] for start in range(0, len(texts), self.batch_size)]
-                by_length = np.concatenate([_forward(model, first, rest, [texts[i] for i in b]) for b in batches])
+            yield
         finally:
             with self._lock:
                 torch.set_num_threads(threads)
-        self.encoded += len(texts)
-        vectors = np.empty_like(by_length)
-        vectors[order] = by_length  # back in the order of the texts
+
+    def tuned(self, texts: Sequence[str], y: np.ndarray) -> tuple[SentenceEmbedder, np.ndarray, np.ndarray] | None:
+        """A copy of this embedder with its top layers trained on the texts labelled `y` >= 0, with every text's
+        vector from the copy and from this embedder.
+
+        Rows labelled -1 are encoded but not trained on (a label's description). The
+        trained layers and both sets of vectors are cached on disk by content (model, recipe, texts
+        and labels), so a restart neither trains nor encodes again. None when the model is not
+        BERT-shaped: then the matcher uses it as it is. See knowledge.tuning.
+        """
+        model = self._model()
+        inner = tuning.tunable(model)
+        first, rest = self._forward_path()
+        if inner is None or first is model or len(texts) == 0:
+            return None
+        import torch
+
+        texts = list(texts)
+        recipe = tuning.recipe_for(y, len(inner.encoder.layer))
+        labels = hashlib.sha256(np.ascontiguousarray(y, dtype=np.int64).tobytes()).hexdigest()
+        variant = f":tuned:{recipe.key}:{labels}"
+        key, plain_key = (
+            EmbeddingCache.content_key(self.key + variant, texts),
+            EmbeddingCache.content_key(self.key, texts),
+        )
+        answering = first.auto_model  # the bfloat16 copy where native, else the model's own transformer
+        below, above = answering.encoder.layer[: recipe.first_layer], answering.encoder.layer[recipe.first_layer :]
+        top = tuning.copy_layers(inner.encoder.layer[recipe.first_layer :], torch.float32)
+        stored = self.cache.get_arrays(key) if self.cache is not None else None
+        vectors = self.cache.get(key, rows=len(texts)) if self.cache is not None else None
+        plain = self.cache.get(plain_key, rows=len(texts)) if self.cache is not None else None
+        if stored is not None and vectors is not None and plain is not None:
+            top.load_state_dict({name: torch.from_numpy(array) for name, array in stored.items()})
+            trained = tuning.copy_layers(top, answering.dtype).eval()
+        else:
+            with self._all_cores():
+                bottom = tuning.TunedTransformer(answering.embeddings, below)
+                states = tuning.lower_states(bottom, model.preprocess, texts, batch=self.batch_size)
+                plain = self._through(above, states, rest)
+                tuning.train_top(top, _pooling(rest), states, y, recipe, start=plain, bfloat16=_native_bfloat16())
+                trained = tuning.copy_layers(top, answering.dtype).eval()
+                vectors = self._through(trained, states, rest)
+            self.encoded += len(texts)
+            if self.cache is not None:
+                self.cache.put_arrays(key, {name: t.float().numpy() for name, t in top.state_dict().items()})
+                self.cache.put(key, vectors)
+                self.cache.put(plain_key, plain)
+        copy_ = SentenceEmbedder(self.model, cache=self.cache, batch_size=self.batch_size)
+        copy_._loaded, copy_._lock, copy_._variant = self._loaded, self._lock, self._variant + variant
+        copy_._query = (tuning.TunedTransformer(answering.embeddings, [*below, *trained]), rest)
+        return copy_, vectors, plain
+
+    def _through(self, layers: Any, states: list[Any], rest: list[Any]) -> np.ndarray:
+        """Unit vectors of texts from their token states run through `layers` and the model's pooling."""
+        import torch
+
+        pool = _pooling(rest)
+        order = sorted(range(len(states)), key=lambda i: states[i].shape[0])
+        with torch.inference_mode():
+            by_length = [
+                pool(*tuning.through(layers, [states[i] for i in order[s : s + self.batch_size]], states[0].dtype))
+                for s in range(0, len(order), self.batch_size)
+            ]
+        vectors = np.empty((len(states), by_length[0].shape[1]), dtype=np.float32)
+        vectors[order] = torch.cat(by_length).numpy()
         return vectors
 
     def _model(self) -> Any:
@@ -220,6 +318,20 @@ def _forward(model: Any, first: Any, rest: list[Any], texts: list[str]) -> np.nd
     vectors = features["sentence_embedding"].float().numpy()
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
+
+
+def _pooling(rest: list[Any]) -> Any:
+    """(token states, mask) to unit sentence vectors through the model's own modules after its transformer."""
+
+    def pool(states: Any, mask: Any) -> Any:
+        import torch
+
+        features = {"token_embeddings": states.float(), "attention_mask": mask}
+        for module in rest:
+            features = module(features)
+        return torch.nn.functional.normalize(features["sentence_embedding"].float(), dim=1)
+
+    return pool
 
 
 @functools.cache

@@ -36,6 +36,7 @@ _FUZZY_MANY: tuple[Callable[..., float], ...] = (fuzz.ratio,)
 _FUZZY_FEW: tuple[Callable[..., float], ...] = (fuzz.ratio, fuzz.token_set_ratio)
 _FEW_EXAMPLES = 30
 _SEMANTIC_WEIGHT = 1.0  # in the ranking, each embedding score beside the lexical ones
+_MIN_TUNED = 200  # a sentence model's top is tuned from this many examples up (see Matcher._tune)
 _SMALL = 3000  # up to this many examples every one is held out once (k folds); above it, one stratified fold
 
 
@@ -275,7 +276,9 @@ class Matcher:
         # every held-out model gives the calibrator the same columns.
         limit = self._embedder.nearest_limit if self._embedder is not None else None
         self._nearest_all = limit is None or len(y) <= limit
-        vectors = self._embedder.encode(clean + context_texts) if self._embedder is not None else None
+        vectors, final = self._tune(clean, y, context_texts, oos=oos)
+        if vectors is None and self._embedder is not None:
+            vectors = self._embedder.encode(clean + context_texts)
         data = _Data(clean, y, vectors[: len(clean)] if vectors is not None else None)
         context = _Data(
             context_texts,
@@ -291,6 +294,9 @@ class Matcher:
             is_oos=y == oos if oos is not None else None,
             oos_share=oos_share,
         )
+        if final is not None:
+            data = _Data(clean, y, final[: len(clean)])
+            context = _Data(context.texts, context.y, final[len(clean) :])
         self._base = self._new_base(oos).fit(data, context=context, context_weight=self.description_weight)
         return self
 
@@ -332,6 +338,27 @@ class Matcher:
             fuzzy_scorers=self._fuzzy_scorers,
             nearest_all=self._nearest_all,
         )
+
+    def _tune(
+        self, clean: list[str], y: np.ndarray, context_texts: list[str], *, oos: int | None
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """With a sentence model that can be tuned and enough examples: its top trained on the examples.
+
+        Returns every text's vector from the model as it was, and from the tuned one; or (None, None).
+        The calibrator and the thresholds learn from held-out examples scored with the model as it
+        was: a model tuned on every example has seen them all, and tuning one per fold would cost
+        the fit time many times over. The tuned model then scores the examples for the final
+        scorers, and the queries. The out-of-scope examples are one more label to tune on, as every
+        scorer learns them; descriptions are not tuned on.
+        """
+        tune = getattr(self._embedder, "tuned", None)
+        if tune is None or len(clean) < _MIN_TUNED:
+            return None, None
+        result = tune(clean + context_texts, np.concatenate([y, np.full(len(context_texts), -1)]))
+        if result is None:
+            return None, None
+        self._embedder, tuned, plain = result
+        return plain, tuned
 
     def _held_out(self, data: _Data, *, oos: int | None, context: _Data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Calibrator rows for held-out examples' candidates, each from models that never saw the example.
