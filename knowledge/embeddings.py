@@ -64,6 +64,8 @@ def default_cache_dir() -> Path:
 class EmbeddingCache:
     """Vectors of a list of texts, one `.npy` file per (model, texts) content hash; writes are atomic."""
 
+    ARRAYS_KEPT = 4  # tuned layers (see put_arrays)
+
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
 
@@ -108,13 +110,20 @@ class EmbeddingCache:
             return None
 
     def put_arrays(self, key: str, arrays: dict[str, np.ndarray]) -> None:
-        """Store named arrays under `key`, atomically; a cache that cannot be written is logged and skipped."""
+        """Store named arrays under `key`, atomically, keeping the `ARRAYS_KEPT` newest such files.
+
+        A tuned model's layers weigh up to some 40 MB and every edit of a knowledge base makes new
+        ones, so the oldest are removed. A cache that cannot be written is logged and skipped.
+        """
         path = self.directory / f"{key}.npz"
         partial = path.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}.tmp.npz")
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             np.savez(partial, allow_pickle=False, **arrays)
             os.replace(partial, path)
+            stored = sorted(self.directory.glob("[!.]*.npz"), key=_modified, reverse=True)
+            for old in stored[self.ARRAYS_KEPT :]:
+                old.unlink(missing_ok=True)
         except OSError as exc:
             log.warning("embedding cache %s not written: %s", self.directory, exc)
             partial.unlink(missing_ok=True)
@@ -318,6 +327,14 @@ def _forward(model: Any, first: Any, rest: list[Any], texts: list[str]) -> np.nd
     vectors = features["sentence_embedding"].float().numpy()
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
+
+
+def _modified(path: Path) -> float:
+    """A file's modification time; one removed meanwhile counts as the oldest."""
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _pooling(rest: list[Any]) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,22 @@ def test_the_calibrator_learns_from_the_plain_model_and_the_tuned_one_answers(mo
         assert matcher.predict(examples[0]).label == label
     assert matcher.predict("what is the weather in paris").decision is not Decision.ANSWER
     assert embedder.read == before and embedder.copy.read == tuned_before + len(TOPICS) + 1  # the tuned copy reads
+
+
+def test_the_cache_keeps_the_newest_tuned_layers_only(tmp_path: Path) -> None:
+    cache = EmbeddingCache(tmp_path)
+    for n in range(EmbeddingCache.ARRAYS_KEPT + 2):
+        cache.put_arrays(f"layers{n}", {"weight": np.full((2, 2), n, dtype=np.float32)})
+        os.utime(tmp_path / f"layers{n}.npz", (1_000_000 + n, 1_000_000 + n))  # distinct ages
+    cache.put(EmbeddingCache.content_key("model", ["a"]), np.ones((1, 2), dtype=np.float32))
+    kept = sorted(p.stem for p in tmp_path.glob("*.npz"))
+    assert kept == [f"layers{n}" for n in range(2, EmbeddingCache.ARRAYS_KEPT + 2)]  # the two oldest went
+    assert cache.get_arrays("layers0") is None
+    stored = cache.get_arrays(f"layers{EmbeddingCache.ARRAYS_KEPT + 1}")
+    assert stored is not None and float(stored["weight"][0, 0]) == EmbeddingCache.ARRAYS_KEPT + 1
+    assert len(list(tmp_path.glob("*.npy"))) == 1  # vectors are not counted among them
+    (tmp_path / "layers2.npz").write_bytes(b"not numpy")
+    assert cache.get_arrays("layers2") is None
 
 
 def test_below_the_minimum_the_model_is_used_as_it_is() -> None:
