@@ -85,7 +85,8 @@ class ReloadingKnowledgeService:
                     self.last_error = None
                     return False
                 fresh = KnowledgeService.from_knowledge_base(knowledge_base, matcher=Matcher(embedder=self.embedder))
-            except (KnowledgeBaseError, ConfigurationError, ValueError) as exc:
+            # RuntimeError and MemoryError: the fit itself failed (a sentence model's tuning, say)
+            except (KnowledgeBaseError, ConfigurationError, ValueError, RuntimeError, MemoryError) as exc:
                 self.last_error = str(exc)
                 log.error(
                     "knowledge base not reloaded, the last good one keeps answering: %s",

@@ -14,6 +14,7 @@ import pytest
 
 from core.errors import KnowledgeBaseError
 from core.faq import Decision
+from knowledge.matcher import Matcher
 from knowledge.reload import ReloadingKnowledgeService
 
 FIXTURE = Path(__file__).parent / "fixtures" / "kb"
@@ -65,6 +66,24 @@ def test_a_broken_file_keeps_the_last_good_model_and_logs_why(folder: Path, capl
     assert not service.changed()  # the broken state is not retried until the files change again
     (folder / "faq" / "shipping-times.md").write_text(NEW_ENTRY)
     assert service.reload() is True and service.last_error is None
+
+
+def test_a_fit_that_fails_keeps_the_last_good_model(
+    folder: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = ReloadingKnowledgeService.load(folder)
+    good = service.current
+
+    def failing(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("not enough memory to tune the model")
+
+    monkeypatch.setattr(Matcher, "fit", failing)
+    (folder / "faq" / "shipping-times.md").write_text(NEW_ENTRY)
+    with caplog.at_level(logging.ERROR, logger="saypro.knowledge"):
+        assert service.reload() is False
+    assert service.current is good and "not enough memory" in (service.last_error or "")
+    assert "last good one keeps answering" in caplog.text
+    assert service.lookup("how can i recover my login").topic == "password-reset"
 
 
 def test_a_broken_folder_at_start_up_raises(folder: Path) -> None:
