@@ -190,7 +190,8 @@ class Matcher:
     """Learns labels from example texts; `predict` answers, asks back with candidates, or does not know.
 
     With an `embedder` (the semantic mode) a sentence-embedding model scores every query beside the
-    lexical model; the examples are encoded once per fit (the embedder may cache them on disk).
+    lexical model; the examples are encoded once per fit (the embedder may cache them on disk), and a
+    sentence model that allows it has its top tuned on them (see _tune).
     """
 
     def __init__(
@@ -276,7 +277,7 @@ class Matcher:
         # every held-out model gives the calibrator the same columns.
         limit = self._embedder.nearest_limit if self._embedder is not None else None
         self._nearest_all = limit is None or len(y) <= limit
-        vectors, final = self._tune(clean, y, context_texts, oos=oos)
+        vectors, final = self._tune(clean, y, context_texts)
         if vectors is None and self._embedder is not None:
             vectors = self._embedder.encode(clean + context_texts)
         data = _Data(clean, y, vectors[: len(clean)] if vectors is not None else None)
@@ -340,7 +341,7 @@ class Matcher:
         )
 
     def _tune(
-        self, clean: list[str], y: np.ndarray, context_texts: list[str], *, oos: int | None
+        self, clean: list[str], y: np.ndarray, context_texts: list[str]
     ) -> tuple[np.ndarray | None, np.ndarray | None]:
         """With a sentence model that can be tuned and enough examples: its top trained on the examples.
 
