@@ -116,7 +116,10 @@ class ReloadingKnowledgeService:
                     forced = False
                 self._wake.clear()
                 if forced or self.changed():
-                    await asyncio.to_thread(self.reload)
+                    try:
+                        await asyncio.to_thread(self.reload)
+                    except Exception:  # unforeseen: logged, and the watching goes on with the last good model
+                        log.exception("knowledge base not reloaded, the last good one keeps answering")
         finally:
             if listening:
                 self._loop.remove_signal_handler(signal.SIGHUP)

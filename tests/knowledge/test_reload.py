@@ -118,6 +118,37 @@ async def test_watch_reloads_a_changed_folder_while_answering(folder: Path) -> N
         await stop(watcher)
 
 
+async def test_watch_goes_on_after_an_unforeseen_failure(
+    folder: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = ReloadingKnowledgeService.load(folder)
+    first = service.current
+    failures: list[str] = []
+
+    def failing(*args: object, **kwargs: object) -> None:
+        failures.append("fit")
+        raise KeyError("something nobody foresaw")
+
+    monkeypatch.setattr(Matcher, "fit", failing)
+    watcher = asyncio.create_task(service.watch(interval=0.05))
+    try:
+        with caplog.at_level(logging.ERROR, logger="saypro.knowledge"):
+            (folder / "faq" / "shipping-times.md").write_text(NEW_ENTRY)
+            for _ in range(200):
+                if failures:
+                    break
+                await asyncio.sleep(0.025)
+            await asyncio.sleep(0.2)
+        assert failures and service.current is first and not watcher.done()
+        assert "last good one keeps answering" in caplog.text
+        monkeypatch.undo()
+        (folder / "faq" / "shipping-times.md").write_text(NEW_ENTRY.replace("within a week", "within five days"))
+        await wait_for_swap(service, first)
+        assert service.answer_for("shipping-times").answer == "Parcels ship within five days."
+    finally:
+        await stop(watcher)
+
+
 async def test_sighup_reloads_at_once(folder: Path) -> None:
     service = ReloadingKnowledgeService.load(folder)
     first = service.current
