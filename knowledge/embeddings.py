@@ -15,7 +15,7 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -87,19 +87,10 @@ class EmbeddingCache:
 
     def put(self, key: str, vectors: np.ndarray) -> None:
         """Store `vectors` under `key`; a cache that cannot be written is logged and skipped."""
-        path = self.directory / f"{key}.npy"
-        partial = path.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}.tmp.npy")
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            np.save(
-                partial,
-                np.ascontiguousarray(vectors, dtype=np.float32),
-                allow_pickle=False,
-            )
-            os.replace(partial, path)
-        except OSError as exc:
-            log.warning("embedding cache %s not written: %s", self.directory, exc)
-            partial.unlink(missing_ok=True)
+        self._write(
+            self.directory / f"{key}.npy",
+            lambda partial: np.save(partial, np.ascontiguousarray(vectors, dtype=np.float32), allow_pickle=False),
+        )
 
     def get_arrays(self, key: str) -> dict[str, np.ndarray] | None:
         """Named arrays stored under `key` (a tuned model's layers), or None when absent or unreadable."""
@@ -110,23 +101,31 @@ class EmbeddingCache:
             return None
 
     def put_arrays(self, key: str, arrays: dict[str, np.ndarray]) -> None:
-        """Store named arrays under `key`, atomically, keeping the `ARRAYS_KEPT` newest such files.
+        """Store named arrays under `key`, keeping the `ARRAYS_KEPT` newest such files.
 
         A tuned model's layers weigh up to some 40 MB and every edit of a knowledge base makes new
         ones, so the oldest are removed. A cache that cannot be written is logged and skipped.
         """
-        path = self.directory / f"{key}.npz"
-        partial = path.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}.tmp.npz")
+        if self._write(self.directory / f"{key}.npz", lambda partial: np.savez(partial, allow_pickle=False, **arrays)):
+            try:
+                stored = sorted(self.directory.glob("[!.]*.npz"), key=_modified, reverse=True)
+                for old in stored[self.ARRAYS_KEPT :]:
+                    old.unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("embedding cache %s not pruned: %s", self.directory, exc)
+
+    def _write(self, path: Path, save: Callable[[Path], None]) -> bool:
+        """`save` to a partial file beside `path`, then renamed over it (atomic); False, logged, when it failed."""
+        partial = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp{path.suffix}")
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            np.savez(partial, allow_pickle=False, **arrays)
+            save(partial)
             os.replace(partial, path)
-            stored = sorted(self.directory.glob("[!.]*.npz"), key=_modified, reverse=True)
-            for old in stored[self.ARRAYS_KEPT :]:
-                old.unlink(missing_ok=True)
         except OSError as exc:
             log.warning("embedding cache %s not written: %s", self.directory, exc)
             partial.unlink(missing_ok=True)
+            return False
+        return True
 
 
 class SentenceEmbedder:
