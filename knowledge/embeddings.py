@@ -205,14 +205,11 @@ class SentenceEmbedder:
         import torch
 
         first, rest = self._forward_path()
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        batches = tuning.length_batches([len(t) for t in texts], self.batch_size)
         with self._all_cores(), torch.inference_mode():
-            batches = [order[start : start + self.batch_size] for start in range(0, len(texts), self.batch_size)]
-            by_length = np.concatenate([_forward(model, first, rest, [texts[i] for i in b]) for b in batches])
+            parts = [_forward(model, first, rest, [texts[i] for i in b]) for b in batches]
         self.encoded += len(texts)
-        vectors = np.empty_like(by_length)
-        vectors[order] = by_length  # back in the order of the texts
-        return vectors
+        return _in_order(batches, parts)
 
     @contextlib.contextmanager
     def _all_cores(self) -> Iterator[None]:
@@ -288,15 +285,10 @@ class SentenceEmbedder:
         import torch
 
         pool = _pooling(rest)
-        order = sorted(range(len(states)), key=lambda i: states[i].shape[0])
+        batches = tuning.length_batches([s.shape[0] for s in states], self.batch_size)
         with torch.inference_mode():
-            by_length = [
-                pool(*tuning.through(layers, [states[i] for i in order[s : s + self.batch_size]], states[0].dtype))
-                for s in range(0, len(order), self.batch_size)
-            ]
-        vectors = np.empty((len(states), by_length[0].shape[1]), dtype=np.float32)
-        vectors[order] = torch.cat(by_length).numpy()
-        return vectors
+            parts = [pool(*tuning.through(layers, [states[i] for i in b], states[0].dtype)).numpy() for b in batches]
+        return _in_order(batches, parts)
 
     def _model(self) -> Any:
         if self._loaded is None:
@@ -326,6 +318,13 @@ def _forward(model: Any, first: Any, rest: list[Any], texts: list[str]) -> np.nd
     vectors = features["sentence_embedding"].float().numpy()
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
+
+
+def _in_order(batches: list[list[int]], parts: list[np.ndarray]) -> np.ndarray:
+    """The rows of `parts` (one array per batch of indices) put back in the order of the indices."""
+    vectors = np.empty((sum(len(b) for b in batches), parts[0].shape[1]), dtype=np.float32)
+    vectors[np.concatenate(batches)] = np.concatenate(parts)
+    return vectors
 
 
 def _modified(path: Path) -> float:

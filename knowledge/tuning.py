@@ -88,15 +88,19 @@ def run_layers(layers: Sequence[Any], states: Any, mask: Any) -> Any:
     return states
 
 
+def length_batches(lengths: Sequence[int], size: int) -> list[list[int]]:
+    """Indices sorted by length (ties in order), cut into batches of `size`: a batch of similar lengths pads little."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    return [order[start : start + size] for start in range(0, len(order), size)]
+
+
 def lower_states(bottom: TunedTransformer, preprocess: Any, texts: list[str], *, batch: int) -> list[Any]:
     """Per text, its unpadded token states after the frozen layers (in their own type), in sorted batches."""
     import torch
 
     states: list[Any] = [None] * len(texts)
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     with torch.inference_mode():
-        for start in range(0, len(order), batch):
-            rows = order[start : start + batch]
+        for rows in length_batches([len(t) for t in texts], batch):
             features = bottom(preprocess([texts[i] for i in rows]))
             lengths = features["attention_mask"].sum(dim=1).tolist()
             for row, i, n in zip(features["token_embeddings"], rows, lengths, strict=True):
@@ -142,8 +146,7 @@ def train_top(
         means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
         head = torch.nn.Parameter(torch.from_numpy(means))
         params.append({"params": [head], "lr": recipe.learning_rate * 20})
-        by_length = rows[np.argsort([states[i].shape[0] for i in rows], kind="stable")]
-        batches = [by_length[i : i + recipe.batch] for i in range(0, len(by_length), recipe.batch)]
+        batches = [rows[b] for b in length_batches([states[i].shape[0] for i in rows], recipe.batch)]
         passes = max(1, int(np.ceil(recipe.epochs)))
         plan = [batches[i] for _ in range(passes) for i in rng.permutation(len(batches))]
         plan = plan[: recipe.steps or round(recipe.epochs * len(batches))]
