@@ -54,6 +54,11 @@ class Embedder(Protocol):
         """One query's vector, as fast as the model allows."""
         ...
 
+    def tuned(self, texts: Sequence[str], y: np.ndarray) -> tuple[Embedder, np.ndarray, np.ndarray] | None:
+        """A copy trained on the texts labelled `y` >= 0, with every text's vector from it and from this
+        embedder; None for an embedder that is not trained (the matcher then uses it as it is)."""
+        ...
+
 
 def default_cache_dir() -> Path:
     """`$XDG_CACHE_HOME/saypro-bot/embeddings`, else `~/.cache/saypro-bot/embeddings`."""

@@ -343,7 +343,7 @@ class Matcher:
     def _tune(
         self, clean: list[str], y: np.ndarray, context_texts: list[str]
     ) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """With a sentence model that can be tuned and enough examples: its top trained on the examples.
+        """With an embedder that can be trained (a sentence model) and enough examples: its top trained on them.
 
         Returns every text's vector from the model as it was, and from the tuned one; or (None, None).
         The calibrator and the thresholds learn from held-out examples scored with the model as it
@@ -352,10 +352,9 @@ class Matcher:
         scorers, and the queries. The out-of-scope examples are one more label to tune on, as every
         scorer learns them; descriptions are not tuned on.
         """
-        tune = getattr(self._embedder, "tuned", None)
-        if tune is None or len(clean) < _MIN_TUNED:
+        if self._embedder is None or len(clean) < _MIN_TUNED:
             return None, None
-        result = tune(clean + context_texts, np.concatenate([y, np.full(len(context_texts), -1)]))
+        result = self._embedder.tuned(clean + context_texts, np.concatenate([y, np.full(len(context_texts), -1)]))
         if result is None:
             return None, None
         self._embedder, tuned, plain = result

@@ -147,6 +147,9 @@ class StaticVectors:
         tokenizer, vectors = self._load()
         return self._mean(tokenizer.ids(text), vectors)
 
+    def tuned(self, texts: Sequence[str], y: np.ndarray) -> None:
+        """None: the shipped vectors are used as they are (there is no model to train)."""
+
     @staticmethod
     def _mean(ids: list[int], vectors: np.ndarray) -> np.ndarray:
         if not ids:

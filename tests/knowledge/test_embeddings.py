@@ -53,6 +53,9 @@ class HashedWords:
         norm = float(np.linalg.norm(vector))
         return vector / norm if norm else vector
 
+    def tuned(self, texts: Sequence[str], y: np.ndarray) -> None:
+        """None: not trained."""
+
 
 def test_the_cache_round_trips_and_ignores_what_it_cannot_read(tmp_path: Path) -> None:
     cache = EmbeddingCache(tmp_path / "cache")
