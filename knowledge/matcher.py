@@ -8,34 +8,27 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from rapidfuzz import fuzz, process
+from rapidfuzz import fuzz
 
 from core.faq import Decision
-from knowledge import ranking
 from knowledge.calibration import (
     Calibrator,
     assign_folds,
     choose_thresholds,
     heldout_report,
 )
+from knowledge.candidates import WORD, Examples, Scorers
 from knowledge.embeddings import Embedder
-from knowledge.scorers import ABSENT, LexicalScorer, SemanticScorer
 
 MAX_QUERY_CHARS = 500
 _DROPPED = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})  # control, format, surrogate, private, unassigned
 _WHITESPACE = re.compile(r"\s+")
-_WORD = re.compile(r"\w+")
-_MIN_FIXED, _SPELLING_CUTOFF = (
-    4,
-    85.0,
-)  # typo correction: words this long, this similar (rapidfuzz ratio)
 # Fuzzy likeness of a query to each candidate's examples: the whole text (ratio) always; the words
 # in common (token_set_ratio, which forgives chatty padding around a known question) only when
 # labels have few examples, as in a knowledge base: over hundreds per label it costs milliseconds.
 _FUZZY_MANY: tuple[Callable[..., float], ...] = (fuzz.ratio,)
 _FUZZY_FEW: tuple[Callable[..., float], ...] = (fuzz.ratio, fuzz.token_set_ratio)
 _FEW_EXAMPLES = 30
-_SEMANTIC_WEIGHT = 1.0  # in the ranking, each embedding score beside the lexical ones
 _MIN_TUNED = 200  # a sentence model's top is tuned from this many examples up (see Matcher._tune)
 _SMALL = 3000  # up to this many examples every one is held out once (k folds); above it, one stratified fold
 
@@ -64,126 +57,6 @@ class Prediction:
     confidence: float
     label: str | None
     candidates: tuple[LabelScore, ...]
-
-
-@dataclass(frozen=True)
-class _Data:
-    """Example texts with their labels and, in the semantic mode, their embeddings."""
-
-    texts: list[str]
-    y: np.ndarray
-    vectors: np.ndarray | None
-
-    def subset(self, rows: np.ndarray) -> _Data:
-        vectors = self.vectors[rows] if self.vectors is not None else None
-        return _Data([self.texts[i] for i in rows], self.y[rows], vectors)
-
-
-class _Base:
-    """The scorers fitted on one set of examples, the examples fuzzy matching reads, and the typo corrector."""
-
-    def __init__(
-        self,
-        *,
-        n_classes: int,
-        oos: int | None,
-        top_k: int,
-        c: float,
-        random_state: int,
-        fuzzy_scorers: tuple[Callable[..., float], ...],
-        nearest_all: bool = True,
-    ) -> None:
-        self.n_classes, self.oos, self.top_k = n_classes, oos, top_k
-        self.nearest_all = nearest_all
-        self.lexical = LexicalScorer(n_classes=n_classes, c=c, random_state=random_state)
-        self.semantic: SemanticScorer | None = None
-        self.examples: list[str] = []
-        self.bounds = np.zeros(n_classes + 1, dtype=np.int64)  # examples of class c: bounds[c]:bounds[c+1]
-        self.known_words: frozenset[str] = frozenset()  # words of in-scope texts
-        self.spellings: list[str] = []  # words of all texts, long enough to correct a typo towards
-        self._spelled: frozenset[str] = frozenset()
-        self.fuzzy_scorers = fuzzy_scorers
-        self._inscope = np.ones(n_classes, dtype=bool)
-        if oos is not None:
-            self._inscope[oos] = False
-
-    def fit(self, data: _Data, *, context: _Data, context_weight: float) -> _Base:
-        texts, y = data.texts + context.texts, np.concatenate([data.y, context.y])
-        weights = np.concatenate([np.ones(len(data.y)), np.full(len(context.y), context_weight)])
-        self.lexical.fit(texts, y, weights=weights)
-        if data.vectors is not None and context.vectors is not None:
-            vectors = np.vstack([data.vectors, context.vectors])
-            self.semantic = SemanticScorer(n_classes=self.n_classes).fit(
-                vectors, y, n_examples=len(data.y), weights=weights
-            )
-        order = np.argsort(data.y, kind="stable")
-        self.examples = [data.texts[i] for i in order]
-        self.bounds = np.searchsorted(data.y[order], np.arange(self.n_classes + 1))
-        inscope = [t for t, label in zip(data.texts, data.y) if label != self.oos] + context.texts
-        self.known_words = frozenset(w for t in inscope for w in _WORD.findall(t))
-        self.spellings = sorted({w for t in texts for w in _WORD.findall(t) if len(w) >= _MIN_FIXED})
-        self._spelled = frozenset(self.spellings)
-        return self
-
-    def respell(self, query: str) -> str:
-        """Each unknown word of four letters or more replaced by the closest known word, if one is close."""
-
-        def closest(match: re.Match[str]) -> str:
-            word = match.group(0)
-            if len(word) < _MIN_FIXED or word in self._spelled or not self.spellings:
-                return word
-            best = process.extractOne(word, self.spellings, scorer=fuzz.ratio, score_cutoff=_SPELLING_CUTOFF)
-            return best[0] if best is not None else word
-
-        return _WORD.sub(closest, query)
-
-    def candidates(self, query: str, vector: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """The top-k in-scope classes by combined score and, for each, its row of calibrator features."""
-        words = _WORD.findall(query)
-        known = sum(w in self.known_words for w in words) / len(words) if words else 0.0
-        query = self.respell(query)
-        scores, blend = self.lexical.scores(query), list(self.lexical.blend)
-        if self.semantic is not None and vector is not None:
-            semantic = self.semantic.scores(vector, nearest=self.nearest_all)
-            scores, blend = (
-                scores + list(semantic),
-                blend + [_SEMANTIC_WEIGHT] * len(semantic),
-            )
-        # one scorer ranks alone; several are put on one scale first (a pass over every label each)
-        combined = (
-            scores[0].copy()
-            if len(scores) == 1
-            else sum(w * ranking.standardised(s, self._inscope) for s, w in zip(scores, blend, strict=True))
-        )
-        if self.oos is not None:
-            combined[self.oos] = -np.inf
-        top = ranking.top_k(combined, min(self.top_k, self.n_classes - (self.oos is not None)))
-        columns = [np.arange(len(top)) == 0, np.full(len(top), known)]
-        for scorer in self.fuzzy_scorers:
-            fuzzy = self._fuzzy(query, top, scorer=scorer)
-            oos_fuzzy = self._fuzzy(query, np.array([self.oos]), scorer=scorer)[0] if self.oos is not None else 0.0
-            columns += [fuzzy, fuzzy - ranking.best_other(fuzzy, empty=0.0), fuzzy - oos_fuzzy]
-        for score in scores:
-            cand = score[top]
-            oos_score = score[self.oos] if self.oos is not None else ABSENT
-            columns += [cand, cand - ranking.best_other(cand, empty=ABSENT), cand - oos_score]
-        if self.semantic is not None and vector is not None and not self.nearest_all:
-            near = self.semantic.nearest(vector, top)
-            oos_near = self.semantic.nearest(vector, np.array([self.oos]))[0] if self.oos is not None else -1.0
-            columns += [near, near - ranking.best_other(near, empty=-1.0), near - oos_near]
-        return top, np.clip(np.column_stack(columns).astype(np.float64), -20.0, 20.0)
-
-    def _fuzzy(self, query: str, classes: np.ndarray, *, scorer: Callable[..., float]) -> np.ndarray:
-        """Per class, the best rapidfuzz `scorer` similarity (0..1) of the query against that class's examples."""
-        lengths = self.bounds[classes + 1] - self.bounds[classes]
-        result = np.zeros(len(classes))
-        if not query or not lengths.any():
-            return result
-        choices = [ex for c in classes for ex in self.examples[self.bounds[c] : self.bounds[c + 1]]]
-        sims = process.cdist([query], choices, scorer=scorer, dtype=np.uint8, workers=1)[0]
-        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-        result[lengths > 0] = np.maximum.reduceat(sims, starts[lengths > 0]) / 100.0
-        return result
 
 
 class Matcher:
@@ -228,7 +101,7 @@ class Matcher:
         self.labels: tuple[str, ...] = ()
         self.oos_label: str | None = None
         self.heldout: dict[str, float] = {}
-        self._base: _Base | None = None
+        self._base: Scorers | None = None
         self._calibrator = Calibrator()
         self._fuzzy_scorers = _FUZZY_MANY
         self._nearest_all = True
@@ -280,8 +153,8 @@ class Matcher:
         vectors, final = self._tune(clean, y, context_texts)
         if vectors is None and self._embedder is not None:
             vectors = self._embedder.encode(clean + context_texts)
-        data = _Data(clean, y, vectors[: len(clean)] if vectors is not None else None)
-        context = _Data(
+        data = Examples(clean, y, vectors[: len(clean)] if vectors is not None else None)
+        context = Examples(
             context_texts,
             np.array([c for _, c in pairs], dtype=np.int64),
             vectors[len(clean) :] if vectors is not None else None,
@@ -296,8 +169,8 @@ class Matcher:
             oos_share=oos_share,
         )
         if final is not None:
-            data = _Data(clean, y, final[: len(clean)])
-            context = _Data(context.texts, context.y, final[len(clean) :])
+            data = Examples(clean, y, final[: len(clean)])
+            context = Examples(context.texts, context.y, final[len(clean) :])
         self._base = self._new_base(oos).fit(data, context=context, context_weight=self.description_weight)
         return self
 
@@ -318,7 +191,7 @@ class Matcher:
         candidates = tuple(LabelScore(self.labels[top[i]], float(probs[i])) for i in order)
         confidence = candidates[0].confidence
         answer_at, ask_at = self._thresholds
-        if not _WORD.search(query) or confidence < ask_at:  # nothing to read (emoji, punctuation) or too unsure
+        if not WORD.search(query) or confidence < ask_at:  # nothing to read (emoji, punctuation) or too unsure
             return Prediction(Decision.UNKNOWN, confidence, None, candidates)
         if confidence < answer_at:
             return Prediction(Decision.ASK, confidence, None, candidates)
@@ -329,8 +202,8 @@ class Matcher:
         """(answer_threshold, ask_threshold): as given to the constructor, else chosen by `fit` on held-out data."""
         return self._thresholds
 
-    def _new_base(self, oos: int | None) -> _Base:
-        return _Base(
+    def _new_base(self, oos: int | None) -> Scorers:
+        return Scorers(
             n_classes=len(self.labels),
             oos=oos,
             top_k=self.top_k,
@@ -360,7 +233,9 @@ class Matcher:
         self._embedder, tuned, plain = result
         return plain, tuned
 
-    def _held_out(self, data: _Data, *, oos: int | None, context: _Data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _held_out(
+        self, data: Examples, *, oos: int | None, context: Examples
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Calibrator rows for held-out examples' candidates, each from models that never saw the example.
 
         Up to `_SMALL` examples, k folds hold every example out once; above, one stratified fold

@@ -12,6 +12,7 @@ import pytest
 from core.faq import Decision
 from knowledge import matcher as matcher_module
 from knowledge import tuning
+from knowledge.candidates import Examples
 from knowledge.embeddings import EmbeddingCache, SentenceEmbedder
 from knowledge.matcher import Matcher
 from tests.knowledge.test_embeddings import HashedWords, needs_semantic
@@ -56,7 +57,7 @@ def test_the_calibrator_learns_from_the_plain_model_and_the_tuned_one_answers(mo
     held_out_vectors: list[np.ndarray] = []
     held_out = Matcher._held_out
 
-    def watching(self: Matcher, data: matcher_module._Data, **kwargs: object) -> object:
+    def watching(self: Matcher, data: Examples, **kwargs: object) -> object:
         assert data.vectors is not None
         held_out_vectors.append(data.vectors)
         return held_out(self, data, **kwargs)  # type: ignore[arg-type]
