@@ -21,9 +21,6 @@ from core.messages import Capabilities, InboundMessage, OutboundMessage, Templat
 from core.render import render
 from core.storage.models import ChannelIdentity, Contact, Conversation, Message, OutboxItem, utcnow
 
-_FIND = select(Message.id, Message.conversation_id).where(
-    Message.channel == bindparam("channel"), Message.provider_message_id == bindparam("provider_message_id")
-)
 _IDENTITY = select(ChannelIdentity).where(
     ChannelIdentity.channel == bindparam("channel"), ChannelIdentity.user_id == bindparam("user_id")
 )
@@ -35,6 +32,10 @@ _LATEST_CONVERSATION = (
 )
 _contacts, _identities = Contact.__table__, ChannelIdentity.__table__
 _conversations, _messages, _outbox = Conversation.__table__, Message.__table__, OutboxItem.__table__
+# On the table: a statement on the mapped class costs about twice as much to run.
+_FIND = select(_messages.c.id, _messages.c.conversation_id).where(
+    _messages.c.channel == bindparam("channel"), _messages.c.provider_message_id == bindparam("provider_message_id")
+)
 _INSERT_CONTACT = insert(_contacts).returning(_contacts.c.id)
 _INSERT_IDENTITY = insert(_identities).returning(_identities.c.id)
 _INSERT_CONVERSATION = insert(_conversations).returning(_conversations.c.id)

@@ -22,20 +22,19 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
-from typing import Any
 
-from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, exists, func, or_, select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from core import metrics
 from core.channels import ChannelRegistry
 from core.deliveries import mark_unreachable
 from core.errors import ChannelError, PermanentChannelError, TransientChannelError
-from core.messages import Option, OutboundMessage, Receipt, Template
+from core.messages import Option, OutboundMessage, Receipt
+from core.outbox_rows import LEASE, REACH, SENT, behind_a_pending_row, lease_free, template_of
 from core.storage.database import Database
-from core.storage.models import ChannelIdentity, OutboxItem, utcnow
+from core.storage.models import OutboxItem, utcnow
 
 log = logging.getLogger(__name__)
 _UNCHECKED = object()  # _send: the refusal was not worked out with the claim
@@ -117,8 +116,8 @@ class Dispatcher:
                 OutboxItem.status == "pending",
                 OutboxItem.channel.in_(self.channels.names()),
                 OutboxItem.next_attempt_at <= now,
-                _lease_free(now),
-                ~_behind_a_pending_row(),
+                lease_free(now),
+                ~behind_a_pending_row(),
             )
             .order_by(OutboxItem.id)
         )
@@ -170,7 +169,7 @@ class Dispatcher:
         now = self.clock()
         lease = now + timedelta(seconds=self.policy.lease_seconds)
         # One statement: the conditional UPDATE returns the row it leased (SQLite 3.35+, PostgreSQL).
-        row = session.execute(_LEASE, {"item_id": item_id, "now": now, "lease": lease}).first()
+        row = session.execute(LEASE, {"item_id": item_id, "now": now, "lease": lease}).first()
         # A detached copy to read from, not a row the session tracks.
         return OutboxItem(**row._mapping) if row is not None else None
 
@@ -231,7 +230,7 @@ class Dispatcher:
             text=item.text,
             options=tuple(Option(**option) for option in item.options),
             conversation_id=item.conversation_id,
-            template=_template(item.template),
+            template=template_of(item.template),
         )
         try:
             receipt = await channel.send(message)
@@ -276,7 +275,7 @@ class Dispatcher:
             return self._refusal_in(session, item, window_hours)
 
     def _refusal_in(self, session: Session, item: OutboxItem, window_hours: int | None) -> str | None:
-        reach = session.execute(_REACH, {"channel": item.channel, "user_id": item.user_id}).first()
+        reach = session.execute(REACH, {"channel": item.channel, "user_id": item.user_id}).first()
         if reach is None:
             return None
         unreachable_at, last = reach
@@ -295,9 +294,9 @@ class Dispatcher:
         log.warning("reply withheld: %s", reason, extra={"channel": item.channel, "outbox_id": item.id})
 
     def _sent(self, item: OutboxItem, receipt: Receipt) -> None:
-        # One UPDATE (_SENT), without loading the row.
+        # One UPDATE (SENT), without loading the row.
         with self.database.transaction() as session:
-            session.execute(_SENT, {"item_id": item.id, "now": self.clock(), "receipt_id": receipt.provider_message_id})
+            session.execute(SENT, {"item_id": item.id, "now": self.clock(), "receipt_id": receipt.provider_message_id})
         metrics.REPLIES_SENT.labels(item.channel).inc()
         log.info(
             "reply sent", extra={"channel": item.channel, "conversation_id": item.conversation_id, "outbox_id": item.id}
@@ -325,59 +324,3 @@ class Dispatcher:
             "reply not sent",
             extra={"channel": item.channel, "outbox_id": item.id, "attempts": attempts, "status": status},
         )
-
-
-def _lease_free(now: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
-    """No lease on the row, or one that has run out."""
-    return or_(OutboxItem.leased_until.is_(None), OutboxItem.leased_until < now)
-
-
-@cache  # built once: a new alias per call costs more than the query it goes into (bench/load.py)
-def _behind_a_pending_row() -> ColumnElement[bool]:
-    """An earlier row of the same conversation is still pending: this one must wait for it."""
-    earlier = aliased(OutboxItem)
-    return exists().where(
-        earlier.conversation_id == OutboxItem.conversation_id,
-        earlier.status == "pending",
-        earlier.id < OutboxItem.id,
-    )
-
-
-_outbox = OutboxItem.__table__
-# The statements of every send, built once with bound parameters (core.conversation_rows says why).
-# A lease: the same conditions as a due row's claim (`_due_query`), on one row.
-_LEASE = (
-    update(OutboxItem)
-    .where(
-        OutboxItem.id == bindparam("item_id"),
-        OutboxItem.status == "pending",
-        _lease_free(bindparam("now")),
-        ~_behind_a_pending_row(),
-    )
-    .values(leased_until=bindparam("lease"))
-    .returning(*_outbox.c)
-    .execution_options(synchronize_session=False)
-)
-_REACH = select(ChannelIdentity.unreachable_at, ChannelIdentity.last_seen_at).where(
-    ChannelIdentity.channel == bindparam("channel"), ChannelIdentity.user_id == bindparam("user_id")
-)
-# Sent: a secret's row keeps its `after_send_text` from now on, as OutboxItem's status validator
-# does for rows changed through the ORM.
-_SENT = (
-    update(_outbox)
-    .where(_outbox.c.id == bindparam("item_id"))
-    .values(
-        status="sent",
-        sent_at=bindparam("now"),
-        leased_until=None,
-        attempts=_outbox.c.attempts + 1,
-        receipt_id=bindparam("receipt_id"),
-        text=func.coalesce(_outbox.c.after_send_text, _outbox.c.text),
-    )
-)
-
-
-def _template(record: dict[str, Any] | None) -> Template | None:
-    if not record:
-        return None
-    return Template(record["content_id"], tuple((str(k), str(v)) for k, v in record.get("variables", [])))

@@ -143,14 +143,15 @@ class Throttle:
 
 # Asked before every answer: built once, with bound parameters (building it cost more than running it).
 _NO_LIMIT = 2**63 - 1
-_RECENT = (
-    select(func.count(Message.id))
-    .join(Conversation, Conversation.id == Message.conversation_id)
+_messages, _conversations = Message.__table__, Conversation.__table__
+_RECENT = (  # on the tables: a statement on the mapped classes costs about twice as much to run
+    select(func.count(_messages.c.id))
+    .join(_conversations, _conversations.c.id == _messages.c.conversation_id)
     .where(
-        Conversation.identity_id == bindparam("identity_id"),
-        Message.direction == "in",
-        Message.created_at >= bindparam("since"),
-        Message.id <= bindparam("up_to"),
+        _conversations.c.identity_id == bindparam("identity_id"),
+        _messages.c.direction == "in",
+        _messages.c.created_at >= bindparam("since"),
+        _messages.c.id <= bindparam("up_to"),
     )
 )
 
