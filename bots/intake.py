@@ -7,17 +7,18 @@ a channel identity that floods.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import ipaddress
 import json
 import logging
-from datetime import timedelta
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import BackgroundTasks, HTTPException, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.orm import Session
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,8 +27,7 @@ from core.channels import WebhookChannel
 from core.errors import InboundRejected
 from core.inbox import Accepted
 from core.messages import InboundMessage
-from core.outbox import Claim
-from core.ratelimit import AddressLimit, IdentityLimit, Throttle
+from core.ratelimit import AddressLimit
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1_000_000
@@ -38,6 +38,10 @@ SOURCE_REFUSALS_PER_MINUTE = 30
 PLATFORM_API_CALLS_PER_MINUTE = 600
 PLATFORM_API_PREFIX = "/api/"
 REFUSED_STATUSES = frozenset({401, 403, 413})
+# Threads that only store arriving messages: a few, since each store is one short transaction
+# (and on SQLite one process's writers queue on one lock anyway).
+INTAKE_THREADS = 4
+_INTAKE = ThreadPoolExecutor(INTAKE_THREADS, thread_name_prefix="intake")
 
 
 async def read_body(request: Request) -> bytes:
@@ -77,6 +81,13 @@ async def verified(request: Request, channel: WebhookChannel) -> tuple[dict[str,
     return headers, body
 
 
+async def store(receive: Callable[[InboundMessage], Accepted], message: InboundMessage) -> Accepted:
+    """`receive(message)` on the intake's own threads: a webhook's store never queues behind the
+    answers worked out in the default thread pool (bots.answering)."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_INTAKE, contextvars.copy_context().run, receive, message)
+
+
 async def take_in(request: Request, channel: WebhookChannel, background: BackgroundTasks) -> list[Accepted]:
     """Verify, parse and store a provider's request; the answers are worked out after the response."""
     services = request.app.state.services
@@ -86,7 +97,7 @@ async def take_in(request: Request, channel: WebhookChannel, background: Backgro
     except InboundRejected as exc:
         log.warning("webhook unreadable: %s", exc, extra={"channel": channel.name})
         raise HTTPException(400, str(exc)) from None
-    accepted = [await run_in_threadpool(services.inbox.receive, message) for message in messages]
+    accepted = [await store(services.inbox.receive, message) for message in messages]
     fresh = [item.message_id for item in accepted if not item.duplicate]
     if fresh:
         background.add_task(answer, services, fresh)
@@ -94,26 +105,12 @@ async def take_in(request: Request, channel: WebhookChannel, background: Backgro
 
 
 async def answer(services, message_ids: list[int]) -> None:  # type: ignore[no-untyped-def]
-    """Process stored messages and send their replies now (the background loop catches any left).
+    """Answer stored messages and send their replies (bots.answering), after the webhook's response.
 
     A message from an identity over its rate limit is not answered (core.ratelimit): at most
     one notice to slow down goes out instead.
     """
-    throttle = Throttle(services.channels, limit=identity_limit(services.settings))
-    for message_id in message_ids:
-        item_ids, leased = await run_in_threadpool(_answer_one, services, throttle, message_id)
-        await services.dispatcher.dispatch(item_ids, leased=leased)
-
-
-def _answer_one(services, throttle: Throttle, message_id: int) -> tuple[list[int], list[Claim]]:  # type: ignore[no-untyped-def]
-    """One transaction screens, answers, and leases the first reply for sending (Throttle.screen_stored
-    and Dispatcher's own claim would take one each): the rows written, and those leased."""
-    leased: list[Claim] = []
-
-    def lease(session: Session, item_ids: list[int]) -> None:
-        leased[:] = services.dispatcher.lease(session, item_ids)  # an apology replaces a failed answer's
-
-    return services.inbox.process(message_id, screen=throttle.screen, written=lease), leased
+    await services.answerer.answer(message_ids)
 
 
 def handle_limited(services, message: InboundMessage) -> tuple[Accepted, list[int]]:  # type: ignore[no-untyped-def]
@@ -122,15 +119,7 @@ def handle_limited(services, message: InboundMessage) -> tuple[Accepted, list[in
     accepted = services.inbox.receive(message)
     if accepted.duplicate:
         return accepted, []
-    throttle = Throttle(services.channels, limit=identity_limit(services.settings))
-    return accepted, services.inbox.process(accepted.message_id, screen=throttle.screen)
-
-
-def identity_limit(settings: Settings) -> IdentityLimit:
-    """The per-identity limit: RATE_LIMIT_MESSAGES per RATE_LIMIT_WINDOW_SECONDS."""
-    return IdentityLimit(
-        messages=settings.rate_limit_messages, window=timedelta(seconds=settings.rate_limit_window_seconds)
-    )
+    return accepted, services.inbox.process(accepted.message_id, screen=services.answerer.throttle.screen)
 
 
 def source_key(scope: Scope) -> str:

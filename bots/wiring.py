@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from adapters.api import ApiChannel
 from adapters.email import SmtpChannel, parse_smtp_url
 from bots import logs
+from bots.answering import Answerer, identity_limit
 from bots.demo import DemoCodeRoute
 from bots.desk import metrics as report_metrics
 from bots.plugins import ChannelPlugin, ChannelStatus, load_plugins
@@ -21,6 +22,7 @@ from core.faq import KnowledgeBase
 from core.inbox import Inbox
 from core.outbox import Dispatcher
 from core.proactive import Notifier
+from core.ratelimit import Throttle
 from core.sla import ServiceLevels
 from core.status import StatusService, default_routes
 from core.storage.database import Database
@@ -39,6 +41,7 @@ class Services:
     plugins: list[ChannelPlugin]
     notifier: Notifier
     desk: HumanDesk
+    answerer: Answerer
 
 
 def build(
@@ -66,6 +69,7 @@ def build(
     )
     desk = _desk(settings, plugins, registry)
     inbox = Inbox(database, Dialogue(knowledge), registry, desk=desk, status=status)
+    dispatcher = Dispatcher(database, registry)
     report_metrics.bind(database)  # the report's figures on /metrics
     return Services(
         settings=settings,
@@ -73,7 +77,8 @@ def build(
         knowledge=knowledge,
         channels=registry,
         inbox=inbox,
-        dispatcher=Dispatcher(database, registry),
+        dispatcher=dispatcher,
+        answerer=Answerer(inbox, dispatcher, Throttle(registry, limit=identity_limit(settings))),
         api=api,
         plugins=plugins,
         notifier=Notifier(registry, templates=settings.whatsapp_status_templates, timezone=zone),

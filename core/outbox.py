@@ -15,6 +15,7 @@ the row says `sent` leaves it to be sent again when the lease lapses (docs/opera
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -212,18 +213,47 @@ class Dispatcher:
         finally:
             held.discard(item.id)
 
+    async def dispatch_answers(self, answers: Sequence[tuple[Sequence[int], Sequence[Claim]]]) -> int:
+        """`dispatch` for several answers at once: each answer's rows, and the claims `lease` took.
+
+        The leased rows (each the first pending row of its conversation) are sent concurrently
+        under one lease renewer, and those sent are written in one transaction. An answer's later
+        rows (the second part of a reply) then go as `dispatch` sends them, in order.
+        """
+        leased = [claim for _, claims in answers for claim in claims]
+        async with self._renewing({item.id for item, _ in leased}):
+            receipts = await asyncio.gather(*(self._deliver(item, refusal=refusal) for item, refusal in leased))
+            sent = [(item, receipt) for (item, _), receipt in zip(leased, receipts, strict=True) if receipt is not None]
+            if sent:
+                await self._settle(functools.partial(self._sent, sent), [item for item, _ in sent])
+        attempted = len(leased)
+        for item_ids, claims in answers:
+            taken = {item.id for item, _ in claims}
+            rest = [item_id for item_id in item_ids if item_id not in taken]
+            if rest:
+                attempted += await self.dispatch(rest)
+        return attempted
+
     async def _send(self, item: OutboxItem, *, refusal: str | None | object = _UNCHECKED) -> None:
-        """Send a leased row; `refusal` when `_refusal` was already asked in the claim's transaction."""
+        """Send a leased row and write the outcome; `refusal` when `_refusal` was already asked in
+        the claim's transaction."""
+        receipt = await self._deliver(item, refusal=refusal)
+        if receipt is not None:
+            await self._settle(functools.partial(self._sent, [(item, receipt)]), [item])
+
+    async def _deliver(self, item: OutboxItem, *, refusal: str | None | object = _UNCHECKED) -> Receipt | None:
+        """Send a leased row; the provider's receipt, for the caller to write as sent. A row that
+        is not sent (no live channel, withheld, failed) is written here, and None returned."""
         channel = self.channels.get(item.channel)
         if channel is None:
             await asyncio.to_thread(self._failed, item, PermanentChannelError(f"channel {item.channel} is not live"))
-            return
+            return None
         if refusal is _UNCHECKED:
             refusal = await asyncio.to_thread(self._refusal, item, self._window(item))
         if refusal is not None:
             assert isinstance(refusal, str)
             await asyncio.to_thread(self._withhold, item, refusal)
-            return
+            return None
         message = OutboundMessage(
             channel=item.channel,
             user_id=item.user_id,
@@ -233,32 +263,32 @@ class Dispatcher:
             template=template_of(item.template),
         )
         try:
-            receipt = await channel.send(message)
+            return await channel.send(message)
         except ChannelError as error:
-            await self._settle(self._failed, item, error)
-            return
-        await self._settle(self._sent, item, receipt)
+            await self._settle(functools.partial(self._failed, item, error), [item])
+            return None
 
-    async def _settle(self, record: Callable[..., None], item: OutboxItem, outcome: object) -> None:
-        """Write a send's outcome, retrying through a short database outage while the lease lasts.
+    async def _settle(self, record: Callable[[], None], items: Sequence[OutboxItem]) -> None:
+        """Write sends' outcomes (`record`), retrying through a short database outage while the lease lasts.
 
-        The message has already gone (or failed) at the provider: giving up here would leave the
-        row to be sent a second time when its lease runs out.
+        The messages have already gone (or failed) at the provider: giving up here would leave the
+        rows to be sent a second time when their lease runs out.
         """
         deadline = time.monotonic() + self.policy.lease_seconds * 0.8
         pause = 0.2
         while True:
             try:
-                await asyncio.to_thread(record, item, outcome)
+                await asyncio.to_thread(record)
                 return
             except (OperationalError, InterfaceError) as exc:
                 if time.monotonic() + pause > deadline:
                     raise
+                ids = [item.id for item in items]
                 log.warning(
-                    "database unavailable, outcome of outbox row %s not written yet: %s",
-                    item.id,
+                    "database unavailable, outcome of outbox rows %s not written yet: %s",
+                    ", ".join(map(str, ids)),
                     type(exc.orig).__name__,
-                    extra={"outbox_id": item.id},
+                    extra={"outbox_ids": ids},
                 )
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 2.0)
@@ -293,14 +323,19 @@ class Dispatcher:
         metrics.SEND_FAILURES.labels(item.channel, "withheld").inc()
         log.warning("reply withheld: %s", reason, extra={"channel": item.channel, "outbox_id": item.id})
 
-    def _sent(self, item: OutboxItem, receipt: Receipt) -> None:
-        # One UPDATE (SENT), without loading the row.
+    def _sent(self, sent: Sequence[tuple[OutboxItem, Receipt]]) -> None:
+        # One UPDATE (SENT) per row, in one transaction and one executemany, without loading them.
+        now = self.clock()
         with self.database.transaction() as session:
-            session.execute(SENT, {"item_id": item.id, "now": self.clock(), "receipt_id": receipt.provider_message_id})
-        metrics.REPLIES_SENT.labels(item.channel).inc()
-        log.info(
-            "reply sent", extra={"channel": item.channel, "conversation_id": item.conversation_id, "outbox_id": item.id}
-        )
+            session.execute(
+                SENT, [{"item_id": item.id, "now": now, "receipt_id": r.provider_message_id} for item, r in sent]
+            )
+        for item, _ in sent:
+            metrics.REPLIES_SENT.labels(item.channel).inc()
+            log.info(
+                "reply sent",
+                extra={"channel": item.channel, "conversation_id": item.conversation_id, "outbox_id": item.id},
+            )
 
     def _failed(self, item: OutboxItem, error: ChannelError) -> None:
         with self.database.transaction() as session:

@@ -128,7 +128,8 @@ async def test_a_restart_neither_repeats_nor_skips(fake: FakeXAPI, make_services
     assert texts[-2:] == ["when is my payout, please?", "when do payouts arrive?"]
     assert len(inbound(second)) == 4
     new_sends = [(call.path.split("/")[-2], call.json["text"]) for call in fake.sends()[before:]]
-    assert new_sends == [(THANDI, PAYOUT), (SIPHO, PAYOUT)]  # one answer each, in the order they wrote
+    # One answer each. Replies to different users go out concurrently (bots.answering), so in no set order.
+    assert sorted(new_sends) == sorted([(THANDI, PAYOUT), (SIPHO, PAYOUT)])
     assert int(read_cursor(second.database, CURSOR) or 0) >= int(latest) > int(later)
 
 

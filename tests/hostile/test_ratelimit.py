@@ -15,7 +15,8 @@ from fastapi import APIRouter, BackgroundTasks, Request
 from sqlalchemy import select
 
 import core.ratelimit
-from bots.intake import identity_limit, source_key, take_in
+from bots.answering import identity_limit
+from bots.intake import source_key, take_in
 from bots.plugins import ChannelPlugin, ChannelStatus
 from bots.settings import load_settings
 from bots.web import create_app

@@ -147,11 +147,11 @@ def test_an_outcome_is_written_once_the_database_answers_again(fake_bot, monkeyp
     )
     real_sent, failures = dispatcher._sent, [2]
 
-    def sent_after_an_outage(item, receipt) -> None:  # type: ignore[no-untyped-def]
+    def sent_after_an_outage(sent) -> None:  # type: ignore[no-untyped-def]
         if failures[0]:
             failures[0] -= 1
             raise OperationalError("UPDATE outbox", {}, ConnectionError("server closed the connection"))
-        real_sent(item, receipt)
+        real_sent(sent)
 
     monkeypatch.setattr(dispatcher, "_sent", sent_after_an_outage)
     assert asyncio.run(dispatcher.dispatch_due()) == 1

@@ -1,0 +1,136 @@
+"""Answering in lanes and batches (bots.answering), and the intake's own threads (bots.intake.store)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from anyio import to_thread
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+
+from bots.answering import Answer, Answerer
+from bots.intake import store
+from bots.settings import load_settings
+from bots.wiring import Services, build
+from core.messages import Capabilities, InboundMessage
+from core.storage.models import Message, OutboxItem, utcnow
+from tests.fakes.channels import RecordingChannel
+from tests.fakes.knowledge import FakeKnowledge
+
+USERS = 40
+
+
+class CountingAnswerer(Answerer):
+    """Records the size of every batch and the most batches worked on at once."""
+
+    def __init__(self, services: Services, **options: int) -> None:
+        super().__init__(services.inbox, services.dispatcher, services.answerer.throttle, **options)
+        self.sizes: list[int] = []
+        self.busy = self.most_busy = 0
+        self.lock = threading.Lock()
+
+    def _answer_all(self, message_ids: list[int]) -> list[Answer]:
+        with self.lock:
+            self.busy += 1
+            self.most_busy = max(self.most_busy, self.busy)
+            self.sizes.append(len(message_ids))
+        try:
+            return super()._answer_all(message_ids)
+        finally:
+            with self.lock:
+                self.busy -= 1
+
+
+@pytest.fixture()
+def services(database_url: str):  # type: ignore[no-untyped-def]
+    # SMS-like: a reply longer than 30 characters goes in parts
+    channel = RecordingChannel("fake", capabilities=Capabilities(max_text_length=30))
+    built = build(load_settings(database_url=database_url), channels=(channel,), knowledge=FakeKnowledge())
+    yield built
+    built.database.dispose()
+
+
+def received(services: Services, users: int, text: str = "when is my payout") -> list[int]:
+    return [
+        services.inbox.receive(
+            InboundMessage(channel="fake", user_id=f"u{n}", provider_message_id=f"m{n}", text=text)
+        ).message_id
+        for n in range(users)
+    ]
+
+
+def outbox(services: Services) -> list[OutboxItem]:
+    with services.database.sessions() as session:
+        return list(session.scalars(select(OutboxItem).order_by(OutboxItem.id)))
+
+
+def unanswered(services: Services) -> int:
+    with services.database.sessions() as session:
+        query = select(Message.id).where(Message.direction == "in", Message.processed_at.is_(None))
+        return len(list(session.scalars(query)))
+
+
+async def test_concurrent_callers_are_answered_once_in_batches_by_at_most_two_lanes(services: Services) -> None:
+    answerer = CountingAnswerer(services, lanes=2, batch=8)
+    ids = received(services, USERS)
+    await asyncio.gather(*(answerer.answer([message_id]) for message_id in ids))
+    channel = services.channels.get("fake")
+    assert sum(answerer.sizes) == USERS and max(answerer.sizes) <= 8 and len(answerer.sizes) < USERS
+    assert answerer.most_busy <= 2
+    parts = Counter(row.user_id for row in outbox(services))
+    assert set(parts) == {f"u{n}" for n in range(USERS)} and len(set(parts.values())) == 1  # one reply each
+    assert Counter(message.user_id for message in channel.sent) == parts
+    assert unanswered(services) == 0
+
+
+async def test_every_part_of_a_reply_is_sent_in_order_and_written_sent(services: Services) -> None:
+    ids = received(services, 3)
+    await services.answerer.answer(ids)
+    rows = outbox(services)
+    channel = services.channels.get("fake")
+    assert len(rows) > 3  # "Payouts are sent after the campaign ends.", in parts
+    assert {row.status for row in rows} == {"sent"} and all(row.receipt_id for row in rows)
+    for n in range(3):
+        parts = [message.text for message in channel.sent if message.user_id == f"u{n}"]
+        assert parts == [row.text for row in rows if row.user_id == f"u{n}"]
+
+
+async def test_a_database_failure_mid_batch_sends_what_was_answered_and_leaves_the_rest(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answerer = CountingAnswerer(services, lanes=1, batch=8)
+    ids = received(services, 4)
+    real, calls = answerer._answer_one, [0]
+
+    def fails_second(message_id: int) -> Answer:
+        calls[0] += 1
+        if calls[0] == 2:
+            raise OperationalError("SELECT", {}, ConnectionError("server closed the connection"))
+        return real(message_id)
+
+    monkeypatch.setattr(answerer, "_answer_one", fails_second)
+    await answerer.answer(ids)  # no error for the caller: the sweep answers the rest
+    assert {message.user_id for message in services.channels.get("fake").sent} == {"u0"}
+    assert unanswered(services) == 3
+    assert len(services.inbox.pending(before=utcnow() + timedelta(minutes=1))) == 3
+
+
+async def test_a_message_is_stored_while_every_thread_of_the_default_pool_is_taken(services: Services) -> None:
+    limiter = to_thread.current_default_thread_limiter()
+    tokens, limiter.total_tokens = limiter.total_tokens, 1
+    release = threading.Event()
+    blocker = asyncio.ensure_future(to_thread.run_sync(release.wait))
+    try:
+        await asyncio.sleep(0.05)
+        assert limiter.borrowed_tokens == 1
+        message = InboundMessage(channel="fake", user_id="u", provider_message_id="m", text="hi")
+        accepted = await asyncio.wait_for(store(services.inbox.receive, message), timeout=10)
+        assert not accepted.duplicate and unanswered(services) == 1
+    finally:
+        release.set()
+        await blocker
+        limiter.total_tokens = tokens
