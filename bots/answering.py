@@ -104,7 +104,7 @@ class Answerer:
                 answers = await run_in_threadpool(self._answer_all, [message_id for message_id, _ in taken])
                 await self.dispatcher.dispatch_answers(answers)
             except (OperationalError, InterfaceError) as exc:
-                # The database went away: what is left unanswered is answered by the sweep.
+                # The database went away while sending: what is left is answered by the sweep.
                 log.warning("answering paused, database unavailable: %s", type(exc.orig).__name__)
             except Exception:
                 log.exception("answering a batch of messages failed; the sweep answers what is left")
@@ -122,8 +122,6 @@ class Answerer:
             try:
                 answers.append(self._answer_one(message_id))
             except (OperationalError, InterfaceError) as exc:
-                if not answers:
-                    raise
                 log.warning("answering paused, database unavailable: %s", type(exc.orig).__name__)
                 break
         return answers

@@ -89,15 +89,12 @@ class Dispatcher:
             await asyncio.gather(*(self._send_held(item, held) for item in items))
         return len(items)
 
-    async def dispatch(self, item_ids: Sequence[int], *, leased: Sequence[Claim] = ()) -> int:
+    async def dispatch(self, item_ids: Sequence[int]) -> int:
         """Try to send these rows, each one it can claim, in order (a row behind a pending one waits).
-
-        `leased`: rows among them that `lease` took already, in the transaction that wrote them.
-        """
+        Rows that `lease` took in the transaction that wrote them go through `dispatch_answers`."""
         attempted = 0
-        ready = {item.id: (item, refusal) for item, refusal in leased}
         for item_id in item_ids:
-            claimed = ready.pop(item_id, None) or await asyncio.to_thread(self._claim_checked, item_id)
+            claimed = await asyncio.to_thread(self._claim_checked, item_id)
             if claimed is None:
                 continue
             item, refusal = claimed
@@ -143,7 +140,7 @@ class Dispatcher:
 
     def lease(self, session: Session, item_ids: Sequence[int]) -> list[Claim]:
         """Lease rows for sending in `session`, the transaction that wrote them, and say why each
-        may not be sent (`_refusal`); hand them to `dispatch` once it has committed.
+        may not be sent (`_refusal`); hand them to `dispatch_answers` once it has committed.
 
         As `_claim_checked` does, it leases a row only when it is the first pending one of its
         conversation: from the first row it cannot lease on (the second part of a reply, or a

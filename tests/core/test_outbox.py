@@ -263,7 +263,7 @@ def test_rows_leased_where_they_were_written_go_first_in_their_conversation_and_
     )
     assert [item.id for item, _refusal in leased] == written[:1]
     assert dispatcher._claim_checked(written[0]) is None  # the lease holds: no other dispatcher takes it
-    assert asyncio.run(dispatcher.dispatch(written, leased=leased)) == len(written)
+    assert asyncio.run(dispatcher.dispatch_answers([(written, leased)])) == len(written)
     assert asyncio.run(dispatcher.dispatch(written)) == 0  # sent, never again
     assert [row.status for row in rows(database) if row.id in written] == ["sent"] * len(written)
     assert [message.user_id for message in channel.sent] == ["user-1", "user-3"]
