@@ -122,9 +122,12 @@ class Message(Base):
     __table_args__ = (
         UniqueConstraint("channel", "provider_message_id"),
         Index("ix_messages_unprocessed", "direction", "processed_at"),
+        # A conversation's messages, and those of one direction since a time (core.ratelimit
+        # counts an identity's recent messages before every answer).
+        Index("ix_messages_conversation_recent", "conversation_id", "direction", "created_at"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
-    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), index=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"))
     direction: Mapped[str] = mapped_column(String(8))  # "in" or "out"
     author: Mapped[str] = mapped_column(String(16))  # user, bot, agent, system
     channel: Mapped[str] = mapped_column(String(32))

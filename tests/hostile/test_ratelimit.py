@@ -32,7 +32,7 @@ from core.ratelimit import (
     IdentityLimit,
     Throttle,
 )
-from core.storage.models import Message, utcnow
+from core.storage.models import Conversation, Message, utcnow
 from tests.fakes.channels import RecordingChannel
 from tests.fakes.knowledge import FakeKnowledge
 from tests.hostile.conftest import API_KEY
@@ -152,6 +152,44 @@ def test_the_limit_lifts_when_the_window_has_passed(provider) -> None:  # type: 
     assert notice is not None and len(notice) == 1  # the notice's one outbox row
     now[0] += timedelta(seconds=61)
     assert throttle.screen_stored(services.database, ids[3]) is None  # a new minute: answered as usual
+
+
+def test_the_count_reads_only_the_identitys_own_messages(provider) -> None:  # type: ignore[no-untyped-def]
+    """The count asked before every answer: right with other users' messages around it, and on
+    SQLite read through the identity's conversations, not through every inbound message."""
+    services, _channel = provider
+    throttle = Throttle(services.channels)
+    for number in range(30):
+        services.inbox.receive(
+            InboundMessage(channel="fake", user_id=f"other-{number % 3}", provider_message_id=f"o{number}", text="hi")
+        )
+    mine = [
+        services.inbox.receive(
+            InboundMessage(channel="fake", user_id="me", provider_message_id=f"m{n}", text="hi")
+        ).message_id
+        for n in range(4)
+    ]
+    since = utcnow() - timedelta(minutes=5)
+    with services.database.sessions() as session:
+        me = session.get(Message, mine[0])
+        conversation = session.get(Conversation, me.conversation_id) if me is not None else None
+        assert conversation is not None
+        identity_id = conversation.identity_id
+        assert throttle.recent(session, identity_id, since=since) == 4
+        assert throttle.recent(session, identity_id, since=since, up_to=mine[1]) == 2
+        assert throttle.recent(session, identity_id, since=utcnow() + timedelta(minutes=1)) == 0
+        if not services.database.is_sqlite:
+            return  # PostgreSQL plans from its statistics: there is no fixed plan to check
+        statement = core.ratelimit._RECENT.compile(services.database.engine)
+        params = statement.construct_params({"identity_id": identity_id, "since": since, "up_to": mine[-1]})
+        plan = " | ".join(
+            str(row[3])
+            for row in session.connection().exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {statement}", tuple(params[name] for name in statement.positiontup or ())
+            )
+        )
+    assert "ix_messages_conversation_recent" in plan, plan
+    assert "ix_messages_unprocessed" not in plan and "SCAN messages" not in plan, plan
 
 
 def test_the_limits_come_from_the_settings(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
