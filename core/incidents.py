@@ -54,7 +54,10 @@ def with_note(session: Session, replies: list[Reply]) -> list[Reply]:
     """The replies with the current note above the first one, when a note is set."""
     if not replies:
         return replies
-    note = session.scalar(_CURRENT_TEXT)
+    # Without autoflush: the note does not depend on the answer's pending changes (the
+    # conversation's new state), which then go in the answer's one flush instead of two.
+    with session.no_autoflush:
+        note = session.scalar(_CURRENT_TEXT)
     if note is None:
         return replies
     for number, reply in enumerate(replies):
