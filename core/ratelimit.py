@@ -131,12 +131,12 @@ class Throttle:
 
 
 # Asked before every answer: built once, with bound parameters (building it cost more than running it).
-_NO_LIMIT = 2**63 - 1
+_NO_LIMIT = 2**31 - 1  # the largest id of an INTEGER column (PostgreSQL refuses a larger bound)
 _messages, _conversations = Message.__table__, Conversation.__table__
 # The identity's messages through its conversations, as a subquery: joined, SQLite's planner
 # read every inbound message of every user through ix_messages_unprocessed (direction = 'in'),
 # so each answer cost more as the table grew. Through ix_messages_conversation_recent it reads
-# only this identity's messages of the window. tests/core/test_ratelimit.py checks the plan.
+# only this identity's messages of the window. tests/storage/test_query_plans.py checks the plan.
 _OF_IDENTITY = select(_conversations.c.id).where(_conversations.c.identity_id == bindparam("identity_id"))
 _RECENT = (  # on the tables: a statement on the mapped classes costs about twice as much to run
     select(func.count(_messages.c.id)).where(
