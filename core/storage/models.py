@@ -121,7 +121,8 @@ class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
         UniqueConstraint("channel", "provider_message_id"),
-        Index("ix_messages_unprocessed", "direction", "processed_at"),
+        # The messages waiting for an answer, and a conversation's (core.inbox, before every answer).
+        Index("ix_messages_unprocessed", "direction", "processed_at", "conversation_id"),
         # A conversation's messages, and those of one direction since a time (core.ratelimit
         # counts an identity's recent messages before every answer).
         Index("ix_messages_conversation_recent", "conversation_id", "direction", "created_at"),

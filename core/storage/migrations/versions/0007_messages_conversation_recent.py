@@ -1,9 +1,14 @@
-"""Messages: an index on (conversation_id, direction, created_at) in place of the one on conversation_id.
+"""Messages: indexes that narrow the statements run for every answer to one user's messages.
 
 Before every answer, core.ratelimit counts the inbound messages an identity sent within its
-window. With only an index on conversation_id, SQLite's planner read every inbound message of
-every user through ix_messages_unprocessed to count them, so each answer cost more as the table
-grew. The new index serves that count, and everything the old one served (its first column).
+window, and core.inbox reads the conversation's messages still waiting for an answer. SQLite's
+planner read the first through ix_messages_unprocessed (every inbound message of every user)
+and the second through the same index (every message waiting, of every conversation), so an
+answer cost more as the table, or a backlog, grew.
+
+- ix_messages_conversation_recent (conversation_id, direction, created_at) replaces the index
+  on conversation_id alone, and serves the count as well as everything the old one served;
+- ix_messages_unprocessed gains conversation_id as its third column.
 
 Revision ID: 0007
 Revises: 0006
@@ -29,10 +34,14 @@ def upgrade() -> None:
             "ix_messages_conversation_recent", ["conversation_id", "direction", "created_at"], unique=False
         )
         batch_op.drop_index(batch_op.f("ix_messages_conversation_id"))
+        batch_op.drop_index("ix_messages_unprocessed")
+        batch_op.create_index("ix_messages_unprocessed", ["direction", "processed_at", "conversation_id"], unique=False)
 
 
 def downgrade() -> None:
     """Downgrade schema."""
     with op.batch_alter_table("messages", schema=None) as batch_op:
+        batch_op.drop_index("ix_messages_unprocessed")
+        batch_op.create_index("ix_messages_unprocessed", ["direction", "processed_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_messages_conversation_id"), ["conversation_id"], unique=False)
         batch_op.drop_index("ix_messages_conversation_recent")

@@ -1,0 +1,53 @@
+"""The statements run for every message read only the rows they need, however large the tables.
+
+SQLite plans without statistics, by the indexes alone, so its plan for a statement is fixed and
+checked here: a statement that reads through an index that does not narrow it to one user or
+conversation costs more with every message stored (the rate limit's count once read every
+inbound message of every user).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy.sql import Executable
+
+import core.inbox
+import core.ratelimit
+from core.storage.database import Database
+
+pytestmark = pytest.mark.only_on(
+    "sqlite", reason="PostgreSQL plans from its tables' statistics, so it has no fixed plan to check"
+)
+
+
+def plan(database: Database, statement: Executable, **params: Any) -> str:
+    """SQLite's EXPLAIN QUERY PLAN for `statement` with these parameters, one step per '|'."""
+    compiled = statement.compile(database.engine)  # type: ignore[attr-defined]
+    values = compiled.construct_params(params)
+    with database.engine.connect() as connection:
+        rows = connection.exec_driver_sql(
+            f"EXPLAIN QUERY PLAN {compiled}", tuple(values[name] for name in compiled.positiontup or ())
+        )
+        return " | ".join(str(row[3]) for row in rows)
+
+
+def test_the_rate_limit_count_reads_only_the_identitys_messages(database: Database) -> None:
+    steps = plan(database, core.ratelimit._RECENT, identity_id=1, since="2026-01-01 00:00:00", up_to=10)
+    assert "ix_messages_conversation_recent (conversation_id=? AND direction=? AND created_at>?)" in steps, steps
+    assert "ix_conversations_identity_id (identity_id=?)" in steps, steps
+    assert "SCAN" not in steps and "ix_messages_unprocessed" not in steps, steps
+
+
+def test_the_slow_down_check_reads_only_the_identitys_messages(database: Database) -> None:
+    steps = plan(database, core.ratelimit._NOTIFIED, identity_id=1, since="2026-01-01 00:00:00")
+    assert "ix_messages_conversation_recent (conversation_id=? AND direction=? AND created_at>?)" in steps, steps
+    assert "SCAN" not in steps, steps
+
+
+def test_an_answer_reads_only_its_conversations_waiting_messages(database: Database) -> None:
+    """Under a backlog, thousands of messages wait: each answer looks only at its conversation's."""
+    steps = plan(database, core.inbox._WAITING, conversation_id=1, message_id=10)
+    assert "ix_messages_unprocessed (direction=? AND processed_at=? AND conversation_id=?" in steps, steps
+    assert "SCAN" not in steps and "TEMP B-TREE" not in steps, steps
