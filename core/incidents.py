@@ -47,6 +47,7 @@ def clear(session: Session, *, agent_id: str, agent_name: str | None, now: datet
     incident = current(session)
     if incident is not None:
         incident.cleared_at, incident.cleared_by_id, incident.cleared_by_name = now, agent_id, agent_name
+        session.flush()  # with_note reads the note without autoflush
     return incident
 
 
