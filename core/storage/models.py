@@ -184,10 +184,13 @@ class OutboxItem(Base):
     __table_args__ = (
         Index("ix_outbox_due", "status", "next_attempt_at"),
         Index("ix_outbox_receipt", "channel", "receipt_id"),
+        # A conversation's rows, and those of it still pending: a row waits for the earlier
+        # pending rows of its conversation (core.outbox_rows, at every lease and claim).
+        Index("ix_outbox_conversation_pending", "conversation_id", "status"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
-    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), index=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"))
     part: Mapped[int] = mapped_column(Integer, default=1)
     channel: Mapped[str] = mapped_column(String(32))
     user_id: Mapped[str] = mapped_column(String(200))

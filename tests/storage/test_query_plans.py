@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy.sql import Executable
 
 import core.inbox
+import core.outbox_rows
 import core.ratelimit
 from core.storage.database import Database
 
@@ -51,3 +52,11 @@ def test_an_answer_reads_only_its_conversations_waiting_messages(database: Datab
     steps = plan(database, core.inbox._WAITING, conversation_id=1, message_id=10)
     assert "ix_messages_unprocessed (direction=? AND processed_at=? AND conversation_id=?" in steps, steps
     assert "SCAN" not in steps and "TEMP B-TREE" not in steps, steps
+
+
+def test_a_lease_looks_only_at_the_pending_rows_of_the_conversation(database: Database) -> None:
+    """A row waits for the earlier pending rows of its conversation: a user's conversation lasts
+    until a ticket of theirs is resolved, so the check must not read all its earlier replies."""
+    steps = plan(database, core.outbox_rows.LEASE, item_id=1, now="2026-01-01 00:00:00", lease="2026-01-01 00:00:30")
+    assert "ix_outbox_conversation_pending (conversation_id=? AND status=? AND rowid<?)" in steps, steps
+    assert "SCAN" not in steps, steps
