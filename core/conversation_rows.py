@@ -11,9 +11,11 @@ proactive updates write their messages through `write_outbound`.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from core.conversations import State
 from core.desk import resolved_ticket
@@ -41,6 +43,30 @@ _INSERT_IDENTITY = insert(_identities).returning(_identities.c.id)
 _INSERT_CONVERSATION = insert(_conversations).returning(_conversations.c.id)
 _INSERT_MESSAGE = insert(_messages).returning(_messages.c.id)
 _INSERT_OUTBOX = insert(_outbox).returning(_outbox.c.id)
+
+
+def _set(table: Any, *columns: str) -> dict[str, Any]:
+    """SET clauses for `columns`, each bound to a parameter named after its column with a "new_"
+    prefix (a parameter named as its column is reserved in an UPDATE), typed as its column."""
+    return {name: bindparam(f"new_{name}", type_=table.c[name].type) for name in columns}
+
+
+# Written for every message: the identity seen, the inbound message answered, the conversation's turn.
+_ANSWERED = (
+    update(_messages)
+    .where(_messages.c.id == bindparam("row_id"))
+    .values(_set(_messages, "processed_at", "details", "text"))
+)
+_SEEN = (
+    update(_identities)
+    .where(_identities.c.id == bindparam("row_id"))
+    .values(_set(_identities, "last_seen_at", "unreachable_at", "display_name"))
+)
+_TURN = (
+    update(_conversations)
+    .where(_conversations.c.id == bindparam("row_id"))
+    .values(_set(_conversations, "misses", "last_topic", "pending_options"))
+)
 
 
 def write_outbound(
@@ -89,6 +115,29 @@ def write_outbound(
     ]
 
 
+def mark_answered(session: Session, inbound: Message, *, details: dict[str, Any], text: str) -> None:
+    """Record the inbound message as answered (now, how, and its text as kept)."""
+    _write(session, _ANSWERED, inbound, {"processed_at": utcnow(), "details": details, "text": text})
+
+
+def record_turn(
+    session: Session, conversation: Conversation, *, misses: int, last_topic: str | None, pending_options: list[Any]
+) -> None:
+    """Record what the conversation's last turn left: the misses in a row, the topic, the options offered."""
+    _write(
+        session, _TURN, conversation, {"misses": misses, "last_topic": last_topic, "pending_options": pending_options}
+    )
+
+
+def _write(session: Session, statement: Any, instance: Any, values: dict[str, Any]) -> None:
+    """One UPDATE built once, instead of the unit of work's flush for every answer, and the values
+    set on the loaded instance as its committed state: the session neither writes them again nor
+    counts them as changes, and reads them back as written."""
+    session.execute(statement, {"row_id": instance.id, **{f"new_{key}": value for key, value in values.items()}})
+    for key, value in values.items():
+        set_committed_value(instance, key, value)
+
+
 def _template_record(template: Template | None) -> dict[str, object] | None:
     if template is None:
         return None
@@ -111,7 +160,7 @@ def store_inbound(session: Session, message: InboundMessage, *, now: datetime) -
     if identity is None:
         conversation_id = _new_user(session, message)
     else:
-        _seen(identity, message)
+        _seen(session, identity, message)
         conversation_id = open_conversation(session, identity, now=now).id
     message_id = session.execute(
         _INSERT_MESSAGE,
@@ -165,14 +214,15 @@ def find_or_add_identity(
     return identity
 
 
-def _seen(identity: ChannelIdentity, message: InboundMessage) -> None:
-    """A known identity just wrote: when, that it can be reached again, and its current name."""
-    if identity.last_seen_at is None or message.sent_at > identity.last_seen_at:
-        identity.last_seen_at = message.sent_at
-    if identity.unreachable_at is not None:
-        identity.unreachable_at = None  # they just wrote to us, so they can be reached again
-    if message.display_name and message.display_name != identity.display_name:
-        identity.display_name = message.display_name
+def _seen(session: Session, identity: ChannelIdentity, message: InboundMessage) -> None:
+    """A known identity just wrote: when, that it can be reached again (they just wrote to us),
+    and its current name."""
+    last_seen = identity.last_seen_at
+    if last_seen is None or message.sent_at > last_seen:
+        last_seen = message.sent_at
+    name = message.display_name or identity.display_name
+    if (last_seen, name) != (identity.last_seen_at, identity.display_name) or identity.unreachable_at is not None:
+        _write(session, _SEEN, identity, {"last_seen_at": last_seen, "unreachable_at": None, "display_name": name})
 
 
 def open_conversation(session: Session, identity: ChannelIdentity, *, now: datetime | None = None) -> Conversation:

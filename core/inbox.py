@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from core import incidents, metrics, texts
 from core.channels import ChannelRegistry
-from core.conversation_rows import find_inbound, store_inbound, write_outbound
+from core.conversation_rows import find_inbound, mark_answered, record_turn, store_inbound, write_outbound
 from core.conversations import State, move
 from core.desk import HumanDesk
 from core.dialogue import Context, Dialogue, Reply, StatusFlow, Turn
@@ -185,10 +185,9 @@ class Inbox:
         if turn.status is not None:
             turn = self.status.respond(session, conversation, turn.status)
         replies = incidents.with_note(session, self._apply(session, conversation, turn))
-        inbound.processed_at = utcnow()
-        inbound.details = turn.details
-        if turn.redact_inbound:  # a one-time code the user typed: checked, and not kept
-            inbound.text = texts.CODE_TYPED_REDACTED
+        # A one-time code the user typed: checked, and not kept.
+        kept = texts.CODE_TYPED_REDACTED if turn.redact_inbound else inbound.text
+        mark_answered(session, inbound, details=turn.details, text=kept)
         if "decision" in turn.details:
             metrics.FAQ_DECISIONS.labels(str(turn.details["decision"])).inc()
         return self._write_replies(session, conversation, replies)
@@ -224,10 +223,14 @@ class Inbox:
             conversation.identity.opted_out_at = utcnow() if turn.opt_out else None
         if turn.sets_flow:
             _store_status_flow(conversation, turn.flow)
-        conversation.misses = turn.misses
-        conversation.last_topic = turn.topic or conversation.last_topic
         last_options = replies[-1].options if replies else ()
-        conversation.pending_options = [{"label": o.label, "value": o.value} for o in last_options]
+        record_turn(
+            session,
+            conversation,
+            misses=turn.misses,
+            last_topic=turn.topic or conversation.last_topic,
+            pending_options=[{"label": o.label, "value": o.value} for o in last_options],
+        )
         return replies
 
     def _hand_off(self, session: Session, conversation: Conversation, turn: Turn) -> Ticket:

@@ -122,3 +122,33 @@ def test_a_transaction_that_fails_or_is_only_read_hands_the_write_turn_on(databa
     for thread in threads:
         thread.join(timeout=20)
     assert len(finished) == 8 and max(finished) < 5
+
+
+def test_messages_are_stored_and_answered_without_the_unit_of_work(fake_bot, database) -> None:  # type: ignore[no-untyped-def]
+    """Every message is stored and answered with statements built once (core.conversation_rows):
+    the session's flush, which costs more than those statements, is left to the rarer turns (a
+    handoff, a status question)."""
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    fake_bot.say("hello", send=False)  # the new user's rows
+    flushed: list[str] = []
+
+    def note(session: Session, _context: object, _instances: object) -> None:
+        flushed.extend(type(instance).__name__ for instance in session.dirty | session.new)
+
+    event.listen(Session, "before_flush", note)
+    try:
+        fake_bot.say("when is my payout", send=False)
+        fake_bot.say("qwerty", send=False)  # a miss
+    finally:
+        event.remove(Session, "before_flush", note)
+    assert flushed == []
+    with database.sessions() as session:
+        [_, payout, miss] = session.scalars(select(Message).where(Message.direction == "in").order_by(Message.id)).all()
+        conversation = session.get(Conversation, miss.conversation_id)
+        identity = conversation.identity if conversation is not None else None
+    assert payout.processed_at is not None and miss.processed_at is not None
+    assert payout.details["topic"] == "disbursement-timeline" and payout.text == "when is my payout"
+    assert conversation is not None and conversation.last_topic == "disbursement-timeline" and conversation.misses == 1
+    assert identity is not None and identity.last_seen_at == miss.sent_at
