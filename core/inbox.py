@@ -299,6 +299,8 @@ def _status_flow(conversation: Conversation) -> StatusFlow | None:
 
 
 def _store_status_flow(conversation: Conversation, flow: StatusFlow | None) -> None:
+    if flow is None and conversation.status_step is None and conversation.status_since is None:
+        return  # nothing to end: left alone, the conversation has no change for the session to flush
     conversation.status_step = flow.step if flow else None
     conversation.status_reference = flow.reference if flow else None
     conversation.status_topic = flow.topic if flow else None
