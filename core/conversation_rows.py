@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Row, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -26,14 +26,22 @@ from core.storage.models import ChannelIdentity, Contact, Conversation, Message,
 _IDENTITY = select(ChannelIdentity).where(
     ChannelIdentity.channel == bindparam("channel"), ChannelIdentity.user_id == bindparam("user_id")
 )
-_LATEST_CONVERSATION = (
-    select(Conversation)
-    .where(Conversation.identity_id == bindparam("identity_id"))
-    .order_by(Conversation.id.desc())
-    .limit(1)
-)
 _contacts, _identities = Contact.__table__, ChannelIdentity.__table__
 _conversations, _messages, _outbox = Conversation.__table__, Message.__table__, OutboxItem.__table__
+# What storing a message needs of a known identity and of its latest conversation, as rows.
+_IDENTITY_ROW = select(
+    _identities.c.id,
+    _identities.c.contact_id,
+    _identities.c.last_seen_at,
+    _identities.c.unreachable_at,
+    _identities.c.display_name,
+).where(_identities.c.channel == bindparam("channel"), _identities.c.user_id == bindparam("user_id"))
+_LATEST_ROW = (
+    select(_conversations.c.id, _conversations.c.state)
+    .where(_conversations.c.identity_id == bindparam("identity_id"))
+    .order_by(_conversations.c.id.desc())
+    .limit(1)
+)
 # On the table: a statement on the mapped class costs about twice as much to run.
 _FIND = select(_messages.c.id, _messages.c.conversation_id).where(
     _messages.c.channel == bindparam("channel"), _messages.c.provider_message_id == bindparam("provider_message_id")
@@ -129,7 +137,7 @@ def record_turn(
     )
 
 
-def _write(session: Session, statement: Any, instance: Any, values: dict[str, Any]) -> None:
+def _write(session: Session, statement: Any, instance: Message | Conversation, values: dict[str, Any]) -> None:
     """One UPDATE built once, instead of the unit of work's flush for every answer, and the values
     set on the loaded instance as its committed state: the session neither writes them again nor
     counts them as changes, and reads them back as written."""
@@ -156,12 +164,14 @@ def store_inbound(session: Session, message: InboundMessage, *, now: datetime) -
     """Store an inbound message (with its identity, contact and conversation if new): its id and
     its conversation's. Rows are inserted with single statements, not through the unit of work:
     this runs for every message that comes in."""
-    identity = session.scalars(_IDENTITY, {"channel": message.channel, "user_id": message.user_id}).first()
+    identity = session.execute(_IDENTITY_ROW, {"channel": message.channel, "user_id": message.user_id}).first()
     if identity is None:
         conversation_id = _new_user(session, message)
     else:
         _seen(session, identity, message)
-        conversation_id = open_conversation(session, identity, now=now).id
+        conversation_id = _current_conversation(
+            session, identity_id=identity.id, contact_id=identity.contact_id, channel=message.channel, now=now
+        )
     message_id = session.execute(
         _INSERT_MESSAGE,
         {
@@ -214,7 +224,7 @@ def find_or_add_identity(
     return identity
 
 
-def _seen(session: Session, identity: ChannelIdentity, message: InboundMessage) -> None:
+def _seen(session: Session, identity: Row[Any], message: InboundMessage) -> None:
     """A known identity just wrote: when, that it can be reached again (they just wrote to us),
     and its current name."""
     last_seen = identity.last_seen_at
@@ -222,7 +232,31 @@ def _seen(session: Session, identity: ChannelIdentity, message: InboundMessage) 
         last_seen = message.sent_at
     name = message.display_name or identity.display_name
     if (last_seen, name) != (identity.last_seen_at, identity.display_name) or identity.unreachable_at is not None:
-        _write(session, _SEEN, identity, {"last_seen_at": last_seen, "unreachable_at": None, "display_name": name})
+        session.execute(
+            _SEEN,
+            {
+                "row_id": identity.id,
+                "new_last_seen_at": last_seen,
+                "new_unreachable_at": None,
+                "new_display_name": name,
+            },
+        )
+
+
+def _current_conversation(session: Session, *, identity_id: int, contact_id: int, channel: str, now: datetime) -> int:
+    """The id of the identity's current conversation (`open_conversation`), read and written as rows."""
+    latest = session.execute(_LATEST_ROW, {"identity_id": identity_id}).first()
+    if latest is not None and latest.state != State.RESOLVED.value:
+        return int(latest.id)
+    if latest is not None:
+        conversation = session.get(Conversation, latest.id)
+        if conversation is not None and resolved_ticket(session, conversation, now) is not None:
+            return int(latest.id)
+    return int(
+        session.execute(
+            _INSERT_CONVERSATION, {"contact_id": contact_id, "identity_id": identity_id, "channel": channel}
+        ).scalar_one()
+    )
 
 
 def open_conversation(session: Session, identity: ChannelIdentity, *, now: datetime | None = None) -> Conversation:
@@ -231,11 +265,13 @@ def open_conversation(session: Session, identity: ChannelIdentity, *, now: datet
     A conversation whose ticket was resolved within core.desk.REOPEN_WITHIN stays current: the user's next
     message is their rating, or reopens the same ticket and thread (core.desk).
     """
-    conversation = session.scalars(_LATEST_CONVERSATION, {"identity_id": identity.id}).first()
-    if conversation is None or (
-        conversation.state == State.RESOLVED.value and resolved_ticket(session, conversation, now or utcnow()) is None
-    ):
-        conversation = Conversation(contact_id=identity.contact_id, identity_id=identity.id, channel=identity.channel)
-        session.add(conversation)
-        session.flush()
+    conversation_id = _current_conversation(
+        session,
+        identity_id=identity.id,
+        contact_id=identity.contact_id,
+        channel=identity.channel,
+        now=now or utcnow(),
+    )
+    conversation = session.get(Conversation, conversation_id)
+    assert conversation is not None
     return conversation
