@@ -55,8 +55,8 @@ def with_note(session: Session, replies: list[Reply]) -> list[Reply]:
     """The replies with the current note above the first one, when a note is set."""
     if not replies:
         return replies
-    # Without autoflush: the note does not depend on the answer's pending changes (the
-    # conversation's new state), which then go in the answer's one flush instead of two.
+    # Without autoflush: the note does not depend on the answer's pending changes, if any (a
+    # handoff's), which are then flushed once, with the rest of the answer.
     with session.no_autoflush:
         note = session.scalar(_CURRENT_TEXT)
     if note is None:
