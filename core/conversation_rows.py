@@ -141,9 +141,14 @@ def _write(session: Session, statement: Any, instance: Message | Conversation, v
     """One UPDATE built once, instead of the unit of work's flush for every answer, and the values
     set on the loaded instance as its committed state: the session neither writes them again nor
     counts them as changes, and reads them back as written."""
-    session.execute(statement, {"row_id": instance.id, **{f"new_{key}": value for key, value in values.items()}})
+    _update(session, statement, instance.id, values)
     for key, value in values.items():
         set_committed_value(instance, key, value)
+
+
+def _update(session: Session, statement: Any, row_id: int, values: dict[str, Any]) -> None:
+    """Run an UPDATE made with `_set` on one row: `values` by column name."""
+    session.execute(statement, {"row_id": row_id, **{f"new_{key}": value for key, value in values.items()}})
 
 
 def _template_record(template: Template | None) -> dict[str, object] | None:
@@ -232,15 +237,7 @@ def _seen(session: Session, identity: Row[Any], message: InboundMessage) -> None
         last_seen = message.sent_at
     name = message.display_name or identity.display_name
     if (last_seen, name) != (identity.last_seen_at, identity.display_name) or identity.unreachable_at is not None:
-        session.execute(
-            _SEEN,
-            {
-                "row_id": identity.id,
-                "new_last_seen_at": last_seen,
-                "new_unreachable_at": None,
-                "new_display_name": name,
-            },
-        )
+        _update(session, _SEEN, identity.id, {"last_seen_at": last_seen, "unreachable_at": None, "display_name": name})
 
 
 def _current_conversation(session: Session, *, identity_id: int, contact_id: int, channel: str, now: datetime) -> int:
