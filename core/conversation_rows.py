@@ -245,10 +245,8 @@ def _current_conversation(session: Session, *, identity_id: int, contact_id: int
     latest = session.execute(_LATEST_ROW, {"identity_id": identity_id}).first()
     if latest is not None and latest.state != State.RESOLVED.value:
         return int(latest.id)
-    if latest is not None:
-        conversation = session.get(Conversation, latest.id)
-        if conversation is not None and resolved_ticket(session, conversation, now) is not None:
-            return int(latest.id)
+    if latest is not None and resolved_ticket(session, latest.id, now) is not None:
+        return int(latest.id)
     return int(
         session.execute(
             _INSERT_CONVERSATION, {"contact_id": contact_id, "identity_id": identity_id, "channel": channel}

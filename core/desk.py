@@ -103,7 +103,7 @@ class HumanDesk:
     def after_resolution(self, session: Session, conversation: Conversation, inbound: Message) -> Turn | None:
         """A message soon after a resolution: the rating, a comment, or the ticket reopened; None: the bot's."""
         now = self.now()
-        ticket = resolved_ticket(session, conversation, now)
+        ticket = resolved_ticket(session, conversation.id, now)
         intent = classify(inbound.text) if inbound.text else None
         if ticket is None or intent in (Intent.STOP, Intent.START):
             return None
@@ -168,12 +168,12 @@ def _thread_text(name: str, inbound: Message) -> str:
     return "\n".join(lines)
 
 
-def resolved_ticket(session: Session, conversation: Conversation, now: datetime) -> Ticket | None:
+def resolved_ticket(session: Session, conversation_id: int, now: datetime) -> Ticket | None:
     """The conversation's ticket resolved within the reopen window, if any."""
     query = (
         select(Ticket)
         .where(
-            Ticket.conversation_id == conversation.id,
+            Ticket.conversation_id == conversation_id,
             Ticket.status == TicketStatus.RESOLVED.value,
             Ticket.resolved_at >= now - REOPEN_WITHIN,
         )
