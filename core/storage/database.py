@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -96,12 +98,17 @@ def _serialise_sqlite_writers(engine: Engine) -> None:
     load a transaction sleeps on while the lock has long been free, and the threads of one
     process take the lock in no order. The transactions of this process therefore queue on a
     threading lock first, held from BEGIN to COMMIT or ROLLBACK, and are handed the lock as soon
-    as it is released; only other processes are left to SQLite's busy handler.
+    as it is released. Between processes (`run` beside a `worker`, or several uvicorn workers)
+    the same holds with a lock on a file beside the database (_FileLock), which the kernel hands
+    to the next process as soon as it is released, and releases itself when its process dies.
     """
     lock = threading.Lock()
+    between = _FileLock.beside(engine.url.database)
 
     def begin(connection: Any) -> None:
         held = lock.acquire(timeout=SQLITE_LOCK_WAIT_SECONDS)  # if not, SQLite's busy timeout decides
+        if held and between is not None:
+            between.acquire()
         connection.info["saypro_write_lock"] = held
         try:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
@@ -112,6 +119,8 @@ def _serialise_sqlite_writers(engine: Engine) -> None:
     def release(connection: Any) -> None:
         info = getattr(connection, "info", None)
         if info is not None and info.pop("saypro_write_lock", False):
+            if between is not None:
+                between.release()
             lock.release()
 
     commit = engine.dialect.do_commit
@@ -128,6 +137,37 @@ def _serialise_sqlite_writers(engine: Engine) -> None:
     event.listen(engine, "begin", begin)
     # A rollback releases it at once (on an invalidated connection there is no rollback to wait for).
     event.listen(engine, "rollback", release)
+
+
+class _FileLock:
+    """An exclusive flock(2) on `<database>-writer`, for one thread of this process at a time.
+
+    Waiting for it blocks in the kernel (the interpreter lock released), which wakes the waiter
+    as soon as the holder lets go; a process that dies, even by SIGKILL, lets go with it. The
+    file is opened again in a child process (after a fork), since a lock belongs to an open file
+    and a child shares its parent's.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._pid = 0
+
+    @classmethod
+    def beside(cls, database: str | None) -> _FileLock | None:
+        """The lock beside a SQLite database file; None for an in-memory database."""
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return None
+        return cls(f"{database}-writer")
+
+    def acquire(self) -> None:
+        if self._fd is None or self._pid != os.getpid():
+            self._fd, self._pid = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600), os.getpid()
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def release(self) -> None:
+        if self._fd is not None and self._pid == os.getpid():
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
 
 
 class Database:
