@@ -57,10 +57,12 @@ def run(
 
 @app.command()
 def worker() -> None:
-    """The dispatcher, the pollers and the desk's loop (SLA timers, weekly report), for a second process beside `run`."""
+    """The dispatcher, the pollers and the desk's loop (SLA timers, weekly report), for a second process beside `run`.
+
+    With ANSWERS_BY_WORKERS it also answers the messages the web processes store."""
     from bots.privacy_cli import retention_loops
     from bots.wiring import knowledge_watchers
-    from bots.worker import run_forever
+    from bots.worker import answer_waiting, run_forever
 
     logs.configure()
     services = services_or_exit(settings_or_exit())
@@ -70,6 +72,8 @@ def worker() -> None:
         pollers = [poller(services) for plugin in services.plugins for poller in plugin.pollers]
         watchers = knowledge_watchers(services)  # bots/wiring.py: hot reload of the knowledge base
         watchers += retention_loops(services.settings, services.database)  # bots/privacy_cli.py
+        if services.settings.answers_by_workers:
+            watchers.append(answer_waiting(services.inbox, services.answerer))
         await asyncio.gather(run_forever(services.inbox, services.dispatcher), *pollers, *watchers)
 
     try:

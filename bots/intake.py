@@ -108,8 +108,12 @@ async def answer(services, message_ids: list[int]) -> None:  # type: ignore[no-u
     """Answer stored messages and send their replies (bots.answering), after the webhook's response.
 
     A message from an identity over its rate limit is not answered (core.ratelimit): at most
-    one notice to slow down goes out instead.
+    one notice to slow down goes out instead. With ANSWERS_BY_WORKERS the messages are left to
+    the worker processes (bots.worker.answer_waiting), and this process's sweep answers any of
+    them still waiting after a while, should no worker be running.
     """
+    if services.settings.answers_by_workers:
+        return
     await services.answerer.answer(message_ids)
 
 

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     rate_limit_window_seconds: int = Field(default=60, ge=1)
     source_refusals_per_minute: int = Field(default=30, ge=1)
     platform_api_calls_per_minute: int = Field(default=600, ge=0)
+    # The web processes store messages and leave their answers to the `worker` processes
+    # (bots.worker.answer_waiting), which then use cores the web processes' interpreters cannot.
+    answers_by_workers: bool = False
     # Messages older than this many days are erased (core.privacy); unset: kept.
     message_retention_days: int | None = Field(default=None, ge=1)
 

@@ -4,6 +4,9 @@ Every process runs it (`run` beside the web app, each `worker` alone) against th
 outbox rows are claimed with a lease (core.outbox), a stranded message is answered under its
 conversation's row lock (core.inbox), and pollers hold a named lease (core.cursors), so any
 number of processes share the work and none does a piece of it twice.
+
+With ANSWERS_BY_WORKERS, the web processes only store the messages, and each `worker` also
+answers them as they come (`answer_waiting`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import asyncio
 import logging
 import time
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
@@ -19,6 +23,9 @@ from starlette.concurrency import run_in_threadpool
 from core.inbox import Inbox
 from core.outbox import Dispatcher
 from core.storage.models import utcnow
+
+if TYPE_CHECKING:
+    from bots.answering import Answerer
 
 log = logging.getLogger(__name__)
 # An inbound message still unanswered this long after it was stored was dropped: its process
@@ -29,6 +36,10 @@ STRANDED_AFTER = timedelta(seconds=10)
 SWEEP_EVERY_SECONDS = 5.0
 # After an unexpected database error (not an outage), wait this long before the next round.
 ERROR_PAUSE_SECONDS = 5.0
+# answer_waiting: how often it looks for new messages, from right after it found some to idle
+# (the wait doubles at each look that finds none); how many messages it keeps in hand at most.
+LOOK_EVERY_SECONDS = (0.01, 0.1)
+IN_HAND = 128
 
 
 async def sweep_stranded(inbox: Inbox) -> int:
@@ -65,6 +76,41 @@ async def run_forever(
             continue
         if not sent:
             await _pause(interval, stopping)
+
+
+async def answer_waiting(inbox: Inbox, answerer: Answerer, *, stopping: asyncio.Event | None = None) -> None:
+    """Answer the messages the web processes stored and left to the workers, as they come.
+
+    Looks for unanswered messages, oldest first, every 10 ms while it finds new ones and up to
+    every 100 ms when idle, and hands those it does not hold yet to `answerer`'s lanes. Several
+    workers may take the same message: its conversation's lock lets one answer it, and the others
+    find it answered. With `stopping`, a shutdown lets the answers in hand finish.
+    """
+    in_hand: set[int] = set()
+    answering: set[asyncio.Task[None]] = set()
+    wait = LOOK_EVERY_SECONDS[0]
+    while stopping is None or not stopping.is_set():
+        found: list[int] = []
+        if len(in_hand) < IN_HAND:
+            try:
+                found = await run_in_threadpool(inbox.pending, limit=len(in_hand) + IN_HAND)
+            except (OperationalError, InterfaceError) as exc:
+                log.warning("database unavailable, retrying: %s", type(exc.orig).__name__)
+            except SQLAlchemyError:
+                log.exception("looking for messages to answer: database error")
+                await _pause(ERROR_PAUSE_SECONDS, stopping)
+                continue
+        fresh = [message_id for message_id in found if message_id not in in_hand]
+        if fresh:
+            in_hand.update(fresh)
+            task = asyncio.create_task(answerer.answer(fresh))
+            answering.add(task)
+            task.add_done_callback(lambda done, ids=fresh: (answering.discard(done), in_hand.difference_update(ids)))
+        # full hands look again soon too: a lane that finishes frees room for the next messages
+        busy = fresh or len(in_hand) >= IN_HAND
+        wait = LOOK_EVERY_SECONDS[0] if busy else min(wait * 2, LOOK_EVERY_SECONDS[1])
+        await _pause(wait, stopping)
+    await asyncio.gather(*answering, return_exceptions=True)
 
 
 async def _pause(seconds: float, stopping: asyncio.Event | None) -> None:

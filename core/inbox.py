@@ -143,16 +143,13 @@ class Inbox:
             return accepted, []
         return accepted, self.process(accepted.message_id)
 
-    def pending(self, *, before: datetime, limit: int = 100) -> list[int]:
-        """Inbound messages stored before `before` and not yet answered, oldest first."""
+    def pending(self, *, before: datetime | None = None, limit: int = 100) -> list[int]:
+        """Inbound messages not yet answered (stored before `before`, if given), oldest first."""
+        query = select(Message.id).where(Message.direction == "in", Message.processed_at.is_(None))
+        if before is not None:
+            query = query.where(Message.created_at < before)
         with self.database.sessions() as session:
-            query = (
-                select(Message.id)
-                .where(Message.direction == "in", Message.processed_at.is_(None), Message.created_at < before)
-                .order_by(Message.id)
-                .limit(limit)
-            )
-            return list(session.scalars(query))
+            return list(session.scalars(query.order_by(Message.id).limit(limit)))
 
     def _process(self, session: Session, message_id: int, screen: Screen | None = None) -> list[int]:
         # The conversation is locked first (found through the message), and its messages read

@@ -1,4 +1,5 @@
-"""Answering in lanes and batches (bots.answering), and the intake's own threads (bots.intake.store)."""
+"""Answering in lanes and batches (bots.answering), the intake's own threads (bots.intake.store),
+and, with ANSWERS_BY_WORKERS, the workers answering what the web processes stored (bots.worker)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from bots.answering import Answer, Answerer
-from bots.intake import store
+from bots.intake import answer, store
 from bots.settings import load_settings
 from bots.wiring import Services, build
+from bots.worker import answer_waiting
 from core.messages import Capabilities, InboundMessage
 from core.storage.models import Message, OutboxItem, utcnow
 from tests.fakes.channels import RecordingChannel
@@ -45,13 +47,17 @@ class CountingAnswerer(Answerer):
                 self.busy -= 1
 
 
-@pytest.fixture()
-def services(database_url: str):  # type: ignore[no-untyped-def]
+def built(database_url: str, **settings: object) -> Services:
     # SMS-like: a reply longer than 30 characters goes in parts
     channel = RecordingChannel("fake", capabilities=Capabilities(max_text_length=30))
-    built = build(load_settings(database_url=database_url), channels=(channel,), knowledge=FakeKnowledge())
-    yield built
-    built.database.dispose()
+    return build(load_settings(database_url=database_url, **settings), channels=(channel,), knowledge=FakeKnowledge())
+
+
+@pytest.fixture()
+def services(database_url: str):  # type: ignore[no-untyped-def]
+    services = built(database_url)
+    yield services
+    services.database.dispose()
 
 
 def received(services: Services, users: int, text: str = "when is my payout") -> list[int]:
@@ -134,3 +140,49 @@ async def test_a_message_is_stored_while_every_thread_of_the_default_pool_is_tak
         release.set()
         await blocker
         limiter.total_tokens = tokens
+
+
+async def test_with_answers_by_workers_the_web_leaves_messages_that_two_workers_answer_once(database_url: str) -> None:
+    web, workers = built(database_url, answers_by_workers=True), [built(database_url) for _ in range(2)]
+    try:
+        ids = received(web, USERS)
+        await answer(web, ids)  # what a webhook does after its response
+        assert unanswered(web) == USERS and outbox(web) == []
+
+        stopping = asyncio.Event()
+        answering = [asyncio.create_task(answer_waiting(w.inbox, w.answerer, stopping=stopping)) for w in workers]
+        for _ in range(500):
+            if unanswered(web) == 0:
+                break
+            await asyncio.sleep(0.02)
+        stopping.set()
+        await asyncio.wait_for(asyncio.gather(*answering), timeout=30)
+
+        assert unanswered(web) == 0
+        parts = Counter(row.user_id for row in outbox(web))
+        assert set(parts) == {f"u{n}" for n in range(USERS)} and len(set(parts.values())) == 1  # one reply each
+        sent = Counter(m.user_id for w in workers for m in w.channels.get("fake").sent)
+        assert sent == parts and web.channels.get("fake").sent == []
+    finally:
+        for services in (web, *workers):
+            services.database.dispose()
+
+
+async def test_a_worker_answers_messages_that_come_while_it_waits(services: Services) -> None:
+    stopping = asyncio.Event()
+    answering = asyncio.create_task(answer_waiting(services.inbox, services.answerer, stopping=stopping))
+    try:
+        for wave in range(3):
+            await asyncio.sleep(0.3)  # idle long enough to have backed off to its longest wait
+            services.inbox.receive(
+                InboundMessage(channel="fake", user_id=f"w{wave}", provider_message_id=f"w{wave}", text="hi")
+            )
+            for _ in range(100):
+                if unanswered(services) == 0:
+                    break
+                await asyncio.sleep(0.02)
+            assert unanswered(services) == 0
+    finally:
+        stopping.set()
+        await asyncio.wait_for(answering, timeout=30)
+    assert {m.user_id for m in services.channels.get("fake").sent} == {"w0", "w1", "w2"}

@@ -1,6 +1,7 @@
 """Fault 1: two web processes and two workers on one database, signed webhooks from many users, a
 fifth of them delivered twice at once to both web processes: every message stored once, answered
-once at the provider, in each user's order.
+once at the provider, in each user's order: with the web processes answering, and with
+ANSWERS_BY_WORKERS, where the web processes only store and the two workers answer.
 
 Sizes: FAULT_LOAD_MESSAGES from FAULT_LOAD_USERS users (2,000 from 500 on PostgreSQL, as the
 issue asks); on SQLite, where the four processes share one file and one writer,
@@ -10,6 +11,8 @@ FAULT_LOAD_SQLITE_MESSAGES from FAULT_LOAD_SQLITE_USERS (400 from 100) keep the 
 from __future__ import annotations
 
 import asyncio
+
+import pytest
 
 from core.storage.database import Database
 from tests.faults.cluster import PUBLIC_BASE_URL, Cluster
@@ -24,13 +27,16 @@ from tests.faults.load import Load
 from tests.faults.provider import FaultyProvider
 
 
+@pytest.mark.parametrize("answered_by", ["web", "workers"])
 def test_two_webs_and_two_workers_answer_every_message_once_in_order(
-    cluster: Cluster, provider: FaultyProvider, shared_database: Database
+    cluster: Cluster, provider: FaultyProvider, shared_database: Database, answered_by: str
 ) -> None:
     if shared_database.is_sqlite:
         messages, users = size("FAULT_LOAD_SQLITE_MESSAGES", 400), size("FAULT_LOAD_SQLITE_USERS", 100)
     else:
         messages, users = size("FAULT_LOAD_MESSAGES", 2000), size("FAULT_LOAD_USERS", 500)
+    if answered_by == "workers":
+        cluster.extra_env["ANSWERS_BY_WORKERS"] = "true"
     webs = [cluster.web("web-1"), cluster.web("web-2")]
     cluster.start(*webs, cluster.worker("worker-1"), cluster.worker("worker-2"))
 
