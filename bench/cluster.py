@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.common import (
@@ -163,7 +163,7 @@ def bot_command(explicit: str | None) -> list[str]:
 
 
 def bot_environment(
-    *, database_url: str, port: int, fake_port: int, knowledge_dir: str | None = None
+    *, database_url: str, port: int, fake_port: int, knowledge_dir: str | None = None, answers_by_workers: bool = False
 ) -> dict[str, str]:
     """This process's environment less any channel, database or key settings, plus the benchmark's."""
     prefixes = (
@@ -198,6 +198,8 @@ def bot_environment(
             "PTB_TIMEDELTA": "true",
         }
     )
+    if answers_by_workers:
+        env["ANSWERS_BY_WORKERS"] = "true"
     if knowledge_dir:
         env["KNOWLEDGE_DIR"] = str(Path(knowledge_dir).resolve())
     return env
@@ -211,9 +213,10 @@ class Children:
     fake_port: int
     bot_port: int
     bare_port: int
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def stop(self) -> None:
-        for process in (self.bot, self.bare, self.fake):
+        for process in (self.bot, *self.workers, self.bare, self.fake):
             stop_process(process)
 
 
@@ -221,10 +224,15 @@ def start_children(database_url: str, args: argparse.Namespace, workdir: Path) -
     """The fake, the bot and the bare endpoint, each answering /healthz; stopped again on failure."""
     here = str(LOAD_SCRIPT)
     fake_port, bot_port, bare_port = free_port(), free_port(), free_port()
-    logs = {
-        name: open(workdir / f"{name}.log", "ab")  # noqa: SIM115
-        for name in ("fake", "bot", "bare")
-    }
+    names = ["fake", "bot", "bare", *(f"worker-{n}" for n in range(1, args.workers + 1))]
+    logs = {name: open(workdir / f"{name}.log", "ab") for name in names}  # noqa: SIM115
+    env = bot_environment(
+        database_url=database_url,
+        port=bot_port,
+        fake_port=fake_port,
+        knowledge_dir=args.knowledge_dir,
+        answers_by_workers=args.workers > 0,
+    )
     started: list[subprocess.Popen[bytes]] = []
     try:
         fake = subprocess.Popen(
@@ -246,9 +254,7 @@ def start_children(database_url: str, args: argparse.Namespace, workdir: Path) -
             cwd=workdir,
             stdout=logs["bot"],
             stderr=subprocess.STDOUT,
-            env=bot_environment(
-                database_url=database_url, port=bot_port, fake_port=fake_port, knowledge_dir=args.knowledge_dir
-            ),
+            env=env,
         )
         started.append(bot)
         bare = subprocess.Popen(
@@ -280,6 +286,20 @@ def start_children(database_url: str, args: argparse.Namespace, workdir: Path) -
             "saypro-bot run",
             workdir / "bot.log",
         )
+        # after `run` is up, so that its migrations are done; each worker logs when it has started
+        workers = []
+        for name in names[3:]:
+            worker = subprocess.Popen(
+                [*bot_command(args.bot_command), "worker"],
+                cwd=workdir,
+                stdout=logs[name],
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+            started.append(worker)
+            workers.append(worker)
+        for name, worker in zip(names[3:], workers):
+            wait_logged("worker started", 120, worker, f"saypro-bot worker ({name})", workdir / f"{name}.log")
     except BaseException:
         for process in started:
             stop_process(process)
@@ -287,7 +307,7 @@ def start_children(database_url: str, args: argparse.Namespace, workdir: Path) -
     finally:
         for log in logs.values():
             log.close()
-    return Children(fake, bot, bare, fake_port, bot_port, bare_port)
+    return Children(fake, bot, bare, fake_port, bot_port, bare_port, workers)
 
 
 def wait_http(url: str, seconds: float, process: subprocess.Popen[bytes], what: str, log: Path) -> None:
@@ -307,6 +327,18 @@ def wait_http(url: str, seconds: float, process: subprocess.Popen[bytes], what: 
             pass
         time.sleep(0.2)
     raise SystemExit(f"bench: {what} did not answer {url} within {seconds:.0f} s")
+
+
+def wait_logged(line: str, seconds: float, process: subprocess.Popen[bytes], what: str, log: Path) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        if line in text:
+            return
+        if process.poll() is not None:
+            raise SystemExit(f"bench: {what} exited with {process.returncode} before it started\n{text[-3000:]}")
+        time.sleep(0.2)
+    raise SystemExit(f"bench: {what} did not start within {seconds:.0f} s")
 
 
 def cpu_seconds(pid: int | None) -> float | None:

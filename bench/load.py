@@ -7,7 +7,9 @@ For each database asked for (SQLite, PostgreSQL or both) it starts, on 127.0.0.1
   Messages.json, answered at once, each reply's recipient and arrival time written to this
   process through a pipe;
 * `saypro-bot run` in a new temporary directory with a new database, Telegram, SMS and
-  WhatsApp live and pointed at the fake (TELEGRAM_API_BASE_URL, TWILIO_API_BASE_URL);
+  WhatsApp live and pointed at the fake (TELEGRAM_API_BASE_URL, TWILIO_API_BASE_URL); with
+  `--workers N`, N `saypro-bot worker` processes beside it and ANSWERS_BY_WORKERS set, so the
+  web process stores and the workers answer;
 * a bare FastAPI endpoint that only returns 200 (this file with `--serve-bare`), on uvicorn
   started the way `saypro-bot run` starts it, so the bot's figure is also a ratio;
 
@@ -92,6 +94,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=64,
         help="users of the capacity phase's closed loop",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="saypro-bot worker processes beside the web process, answering for it (ANSWERS_BY_WORKERS)",
+    )
     parser.add_argument("--capacity-seconds", type=float, default=15.0)
     parser.add_argument("--bare-clients", type=int, default=64)
     parser.add_argument("--bare-seconds", type=float, default=10.0)
@@ -150,7 +158,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--profile",
         metavar="DIR",
-        help="py-spy record the bot during the capacity phase into DIR",
+        help="py-spy record the bot (and each worker) during the capacity phase into DIR",
     )
     parser.add_argument(
         "--profile-wall",
@@ -197,6 +205,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("a rate is more than 0 and at most 5000 messages/s")
     if not (1 <= args.clients <= 1000 and 1 <= args.bare_clients <= 1000):
         parser.error("clients: 1 to 1000")
+    if not 0 <= args.workers <= 16:
+        parser.error("workers: 0 to 16")
     return args
 
 

@@ -108,9 +108,13 @@ def rows(runs: list[DatabaseRun], args: argparse.Namespace) -> list[list[str]]:
     rate = f"{args.rate:g}/s"
     late = f"> {args.grace:g} s"  # a percentile on a reply that never came
     failed = "failed"  # a percentile on a webhook that failed or timed out
+    processes = (
+        f"1 web process + {args.workers} worker{'s' if args.workers > 1 else ''}" if args.workers else "1 web process"
+    )
+    cpu = ("bot", "workers", "fake", "load generator") if args.workers else ("bot", "fake", "load generator")
     return [
         [
-            f"sustained messages/s, 1 web process ({args.clients} users, closed loop)",
+            f"sustained messages/s, {processes} ({args.clients} users, closed loop)",
             *(fmt(run.figure("capacity", "throughput")) for run in runs),
         ],
         [
@@ -154,14 +158,8 @@ def rows(runs: list[DatabaseRun], args: argparse.Namespace) -> list[list[str]]:
             *(pair(run, "capacity", "e2e_p50_ms", "e2e_p99_ms", over=late) for run in runs),
         ],
         [
-            "CPU cores at capacity: bot / fake provider / load generator",
-            *(
-                " / ".join(
-                    fmt((run.figure("capacity", "cpu_cores") or {}).get(name))
-                    for name in ("bot", "fake", "load generator")
-                )
-                for run in runs
-            ),
+            f"CPU cores at capacity: bot{' / workers' if args.workers else ''} / fake provider / load generator",
+            *(" / ".join(fmt((run.figure("capacity", "cpu_cores") or {}).get(name)) for name in cpu) for run in runs),
         ],
         [
             "CPU cores in the bare phase: bare endpoint / load generator",

@@ -102,17 +102,11 @@ async def phases(
     print(f"[{label}] bare endpoint: {bare.throughput} requests/s", flush=True)
 
     await driver.settle(quiet=args.quiet)
-    profiler = (
-        start_profiler(
-            args.profile,
-            label,
-            children.bot.pid,
-            args.capacity_seconds,
-            wall=args.profile_wall,
-        )
-        if args.profile
-        else None
-    )
+    profiled = [("", children.bot.pid)] + [(f"-worker-{n}", w.pid) for n, w in enumerate(children.workers, start=1)]
+    profilers = [
+        start_profiler(args.profile, label + suffix, pid, args.capacity_seconds, wall=args.profile_wall)
+        for suffix, pid in (profiled if args.profile else [])
+    ]
     capacity = await driver.closed_bot(clients=args.clients, seconds=args.capacity_seconds, reply_timeout=args.grace)
     run.phases["capacity"] = capacity
     print(
@@ -120,8 +114,9 @@ async def phases(
         f"end-to-end p99 {fmt(capacity.e2e_p99_ms)} ms)",
         flush=True,
     )
-    if profiler is not None:
-        await asyncio.to_thread(profiler.wait, 60)
+    for profiler in profilers:
+        if profiler is not None:
+            await asyncio.to_thread(profiler.wait, 60)
 
     if args.half_rate and capacity.throughput >= 2:
         # Latency when the process is not overloaded: half the rate it has just sustained.
@@ -159,7 +154,7 @@ def progress(phase: PhaseResult) -> str:
 def start_profiler(
     directory: str, label: str, pid: int, seconds: float, *, wall: bool
 ) -> subprocess.Popen[bytes] | None:
-    """py-spy on the bot for the capacity phase, every thread, speedscope format: the samples of the
+    """py-spy on a process of the bot for the capacity phase, every thread, speedscope format: the samples of the
     thread holding the GIL (where the CPU goes), or with `wall` every sample, waiting included."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(spy).exists():

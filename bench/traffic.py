@@ -72,8 +72,9 @@ class Driver:
         self.aiohttp = aiohttp
         self.bot = f"http://{HOST}:{children.bot_port}"
         self.bare = f"http://{HOST}:{children.bare_port}/bare"
-        self.pids = {
+        self.pids: dict[str, int | None | tuple[int, ...]] = {
             "bot": children.bot.pid,
+            "workers": tuple(worker.pid for worker in children.workers),
             "fake": children.fake.pid,
             "bare": children.bare.pid,
             "load generator": None,
@@ -231,7 +232,7 @@ class Driver:
         return time.monotonic() - start
 
     def _cpu(self) -> dict[str, float | None]:
-        return {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        return {name: _cpu_of(pid) for name, pid in self.pids.items()}
 
     def _cores(self, before: dict[str, float | None], seconds: float) -> dict[str, float | None]:
         after = self._cpu()
@@ -263,3 +264,11 @@ class Driver:
         result.errors += 1
         if len(result.error_samples) < 5:
             result.error_samples.append(f"{status} {error}".strip())
+
+
+def _cpu_of(pid: int | None | tuple[int, ...]) -> float | None:
+    """CPU seconds of a process, or of several together (None for none, or if one is gone)."""
+    if not isinstance(pid, tuple):
+        return cpu_seconds(pid)
+    seconds = [cpu_seconds(one) for one in pid]
+    return sum(seconds) if seconds and None not in seconds else None  # type: ignore[arg-type]

@@ -13,12 +13,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from core.conversations import State
-from core.desk import resolved_ticket
+from core.desk import REOPEN_WITHIN, RESOLVED_TICKET_ID
 from core.messages import Capabilities, InboundMessage, OutboundMessage, Template
 from core.render import render
 from core.storage.models import ChannelIdentity, Contact, Conversation, Message, OutboxItem, utcnow
@@ -27,6 +27,8 @@ _IDENTITY = select(ChannelIdentity).where(
     ChannelIdentity.channel == bindparam("channel"), ChannelIdentity.user_id == bindparam("user_id")
 )
 _contacts, _identities = Contact.__table__, ChannelIdentity.__table__
+# Where the statements of this module run: a session, or a plain connection (Inbox.receive).
+Rows = Session | Connection
 _conversations, _messages, _outbox = Conversation.__table__, Message.__table__, OutboxItem.__table__
 # What storing a message needs of a known identity and of its latest conversation, as rows.
 _IDENTITY_ROW = select(
@@ -146,7 +148,7 @@ def _write(session: Session, statement: Any, instance: Message | Conversation, v
         set_committed_value(instance, key, value)
 
 
-def _update(session: Session, statement: Any, row_id: int, values: dict[str, Any]) -> None:
+def _update(session: Rows, statement: Any, row_id: int, values: dict[str, Any]) -> None:
     """Run an UPDATE made with `_set` on one row: `values` by column name."""
     session.execute(statement, {"row_id": row_id, **{f"new_{key}": value for key, value in values.items()}})
 
@@ -157,7 +159,7 @@ def _template_record(template: Template | None) -> dict[str, object] | None:
     return {"content_id": template.content_id, "variables": [list(pair) for pair in template.variables]}
 
 
-def find_inbound(session: Session, message: InboundMessage) -> tuple[int, int] | None:
+def find_inbound(session: Rows, message: InboundMessage) -> tuple[int, int] | None:
     """The stored message's id and conversation id, if this message was received before."""
     found = session.execute(
         _FIND, {"channel": message.channel, "provider_message_id": message.provider_message_id}
@@ -165,7 +167,7 @@ def find_inbound(session: Session, message: InboundMessage) -> tuple[int, int] |
     return (found[0], found[1]) if found is not None else None
 
 
-def store_inbound(session: Session, message: InboundMessage, *, now: datetime) -> tuple[int, int]:
+def store_inbound(session: Rows, message: InboundMessage, *, now: datetime) -> tuple[int, int]:
     """Store an inbound message (with its identity, contact and conversation if new): its id and
     its conversation's. Rows are inserted with single statements, not through the unit of work:
     this runs for every message that comes in."""
@@ -195,7 +197,7 @@ def store_inbound(session: Session, message: InboundMessage, *, now: datetime) -
     return message_id, conversation_id
 
 
-def _new_user(session: Session, message: InboundMessage) -> int:
+def _new_user(session: Rows, message: InboundMessage) -> int:
     """A contact, identity and conversation for someone who never wrote on this channel: the
     conversation's id. A concurrent first message from them fails here on the unique identity."""
     contact_id = session.execute(_INSERT_CONTACT, {"display_name": message.display_name}).scalar_one()
@@ -229,7 +231,7 @@ def find_or_add_identity(
     return identity
 
 
-def _seen(session: Session, identity: Row[Any], message: InboundMessage) -> None:
+def _seen(session: Rows, identity: Row[Any], message: InboundMessage) -> None:
     """A known identity just wrote: when, that it can be reached again (they just wrote to us),
     and its current name."""
     last_seen = identity.last_seen_at
@@ -240,13 +242,15 @@ def _seen(session: Session, identity: Row[Any], message: InboundMessage) -> None
         _update(session, _SEEN, identity.id, {"last_seen_at": last_seen, "unreachable_at": None, "display_name": name})
 
 
-def _current_conversation(session: Session, *, identity_id: int, contact_id: int, channel: str, now: datetime) -> int:
+def _current_conversation(session: Rows, *, identity_id: int, contact_id: int, channel: str, now: datetime) -> int:
     """The id of the identity's current conversation (`open_conversation`), read and written as rows."""
     latest = session.execute(_LATEST_ROW, {"identity_id": identity_id}).first()
     if latest is not None and latest.state != State.RESOLVED.value:
         return int(latest.id)
-    if latest is not None and resolved_ticket(session, latest.id, now) is not None:
-        return int(latest.id)
+    if latest is not None:
+        reopened = session.execute(RESOLVED_TICKET_ID, {"conversation_id": latest.id, "since": now - REOPEN_WITHIN})
+        if reopened.first() is not None:
+            return int(latest.id)
     return int(
         session.execute(
             _INSERT_CONVERSATION, {"contact_id": contact_id, "identity_id": identity_id, "channel": channel}

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from core import csat, desk_posts, sla, texts
@@ -168,15 +168,17 @@ def _thread_text(name: str, inbound: Message) -> str:
     return "\n".join(lines)
 
 
+# A ticket of the conversation resolved since `since` (now less REOPEN_WITHIN).
+_RESOLVED_SINCE = (
+    Ticket.conversation_id == bindparam("conversation_id"),
+    Ticket.status == TicketStatus.RESOLVED.value,
+    Ticket.resolved_at >= bindparam("since"),
+)
+_RESOLVED_TICKET = select(Ticket).where(*_RESOLVED_SINCE).order_by(Ticket.id.desc())
+# The same, as one id: for storing a message on a plain connection (core.conversation_rows).
+RESOLVED_TICKET_ID = select(Ticket.id).where(*_RESOLVED_SINCE).limit(1)
+
+
 def resolved_ticket(session: Session, conversation_id: int, now: datetime) -> Ticket | None:
     """The conversation's ticket resolved within the reopen window, if any."""
-    query = (
-        select(Ticket)
-        .where(
-            Ticket.conversation_id == conversation_id,
-            Ticket.status == TicketStatus.RESOLVED.value,
-            Ticket.resolved_at >= now - REOPEN_WITHIN,
-        )
-        .order_by(Ticket.id.desc())
-    )
-    return session.scalars(query).first()
+    return session.scalars(_RESOLVED_TICKET, {"conversation_id": conversation_id, "since": now - REOPEN_WITHIN}).first()

@@ -92,12 +92,13 @@ class Inbox:
         """Store `message` once; a second delivery of it returns the first one's record."""
         for attempt in range(3):
             try:
-                with self.database.transaction() as session:
-                    found = find_inbound(session, message)
+                # statements on the tables alone: a plain connection, not a session
+                with self.database.rows() as connection:
+                    found = find_inbound(connection, message)
                     if found is not None:
                         metrics.DUPLICATES.labels(message.channel).inc()
                         return Accepted(found[0], found[1], duplicate=True)
-                    message_id, conversation_id = store_inbound(session, message, now=self._now())
+                    message_id, conversation_id = store_inbound(connection, message, now=self._now())
             except IntegrityError:
                 # A concurrent delivery stored the same message, or the same new user's identity,
                 # first: the transaction is rolled back whole; look again in a fresh one.

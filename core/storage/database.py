@@ -13,7 +13,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
@@ -190,6 +190,13 @@ class Database:
         """A session whose work is committed on success and rolled back on any error."""
         with self.sessions.begin() as session:
             yield session
+
+    @contextmanager
+    def rows(self) -> Iterator[Connection]:
+        """A connection in a transaction, committed on success and rolled back on any error: for
+        work done with statements on the tables alone, without the session's bookkeeping."""
+        with self.engine.begin() as connection:
+            yield connection
 
     def ping(self) -> bool:
         """Whether the database answers a trivial query."""

@@ -39,7 +39,8 @@ def test_verdicts_say_which_target_is_missed() -> None:
     assert "| bot / bare " in report.markdown([run], args)
 
 
-def test_the_benchmark_runs_end_to_end_with_tiny_numbers(tmp_path: Path, own_database_url: str) -> None:
+@pytest.mark.parametrize("workers", [0, 1])
+def test_the_benchmark_runs_end_to_end_with_tiny_numbers(tmp_path: Path, own_database_url: str, workers: int) -> None:
     out = tmp_path / "bench.json"
     tiny = [
         "--warmup-rate",
@@ -65,6 +66,8 @@ def test_the_benchmark_runs_end_to_end_with_tiny_numbers(tmp_path: Path, own_dat
         "0.3",
         "--max-seconds",
         "150",
+        "--workers",
+        str(workers),
     ]
     done = subprocess.run(
         [
@@ -96,9 +99,14 @@ def test_the_benchmark_runs_end_to_end_with_tiny_numbers(tmp_path: Path, own_dat
     assert phases["rate"]["e2e_p99_ms"] is not None
     assert run["recipients_answered_twice"] == 0
     assert run["replies_total"] >= 5 + 5 + phases["capacity"]["answered"]
+    cores = phases["capacity"]["cpu_cores"]
+    if workers:
+        assert "1 web process + 1 worker" in done.stdout and cores["workers"] > 0  # the worker answered
+    else:
+        assert "1 web process (" in done.stdout and cores["workers"] is None
 
 
-@pytest.mark.parametrize("argv", [["--mix", "fax"], ["--rate", "0"], ["--clients", "0"]])
+@pytest.mark.parametrize("argv", [["--mix", "fax"], ["--rate", "0"], ["--clients", "0"], ["--workers", "-1"]])
 def test_bad_options_are_refused(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as stopped:
         load.parse_args(argv)
