@@ -8,6 +8,7 @@ import argparse
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -215,7 +216,17 @@ class Children:
     bare_port: int
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
+    def pause_workers(self) -> None:
+        for worker in self.workers:
+            worker.send_signal(signal.SIGSTOP)
+
+    def resume_workers(self) -> None:
+        for worker in self.workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
+        self.resume_workers()  # a stopped process would not act on SIGTERM
         for process in (self.bot, *self.workers, self.bare, self.fake):
             stop_process(process)
 

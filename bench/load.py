@@ -23,7 +23,10 @@ then runs these phases, each bounded in time and in number of requests:
 4. half: an open loop at half that rate, for the latencies of a process that is not overloaded;
 5. fixed rate: an open loop at `--rate` messages/s whatever the answers: webhook latency (request
    to response) and end-to-end latency (request sent to the reply's arrival at the fake). A
-   failed webhook or a reply that never came counts as slower than every other.
+   failed webhook or a reply that never came counts as slower than every other;
+6. with `--workers`, intake: the workers paused, N clients POST webhooks back to back without
+   waiting for replies: the messages/s the web process stores, which with ANSWERS_BY_WORKERS is
+   all a web process does with them.
 
 Between phases it waits until no reply has arrived for 2 s, so one phase's backlog does not
 leak into the next.
@@ -101,6 +104,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="saypro-bot worker processes beside the web process, answering for it (ANSWERS_BY_WORKERS)",
     )
     parser.add_argument("--capacity-seconds", type=float, default=15.0)
+    parser.add_argument(
+        "--intake-seconds",
+        type=float,
+        default=8.0,
+        help="with --workers: the phase that measures the web process storing webhooks alone (at most 9 s: "
+        "a message unanswered for 10 s is answered by the web process's own sweep)",
+    )
     parser.add_argument("--bare-clients", type=int, default=64)
     parser.add_argument("--bare-seconds", type=float, default=10.0)
     parser.add_argument("--warmup-rate", type=float, default=20.0)
@@ -207,6 +217,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("clients: 1 to 1000")
     if not 0 <= args.workers <= 16:
         parser.error("workers: 0 to 16")
+    if not 0 < args.intake_seconds <= 9:
+        parser.error("--intake-seconds: more than 0 and at most 9")
     return args
 
 

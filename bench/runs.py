@@ -143,6 +143,23 @@ async def phases(
     run.phases["rate"] = rate
     print(f"[{label}] {args.rate:g}/s: {progress(rate)}", flush=True)
 
+    if children.workers:
+        # The web process alone, as beside workers on cores of their own: the workers are paused
+        # (on two cores they would take the core this figure is about), after the backlog is gone.
+        waited = await driver.settle(quiet=args.quiet, limit=args.drain)
+        print(f"[{label}] quiet after {waited:.1f} s", flush=True)
+        children.pause_workers()
+        try:
+            intake = await driver.closed_intake(clients=args.clients, seconds=args.intake_seconds)
+        finally:
+            children.resume_workers()
+        run.phases["intake"] = intake
+        print(
+            f"[{label}] intake: {intake.throughput} webhooks/s stored by the web process alone "
+            f"(webhook p99 {fmt(intake.webhook_p99_ms)} ms, {intake.errors} failed)",
+            flush=True,
+        )
+
 
 def progress(phase: PhaseResult) -> str:
     return (

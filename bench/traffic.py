@@ -129,6 +129,34 @@ class Driver:
         self._latencies(result, latencies, [])
         return result
 
+    async def closed_intake(self, *, clients: int, seconds: float) -> PhaseResult:
+        """`clients` loops POSTing signed webhooks to the bot back to back, not waiting for replies:
+        the messages/s the web process stores (with ANSWERS_BY_WORKERS, all it does with them)."""
+        result = PhaseResult(f"intake, {clients} clients in a closed loop, workers paused", seconds)
+        latencies: list[float] = []
+        start, cpu = time.monotonic(), self._cpu()
+        end = start + seconds
+
+        async def client() -> None:
+            while time.monotonic() < end and result.sent < MAX_REQUESTS_PER_PHASE:
+                message = self.maker.next()
+                sent = time.monotonic()
+                status, error = await self.post(self.bot + message.path, message.body, message.headers)
+                result.sent += 1
+                if status == 200:
+                    result.ok += 1
+                    latencies.append(time.monotonic() - sent)
+                else:
+                    self._error(result, status, error)
+                    await asyncio.sleep(0.01)
+
+        await asyncio.gather(*(client() for _ in range(clients)))
+        elapsed = time.monotonic() - start
+        result.cpu_cores = self._cores(cpu, elapsed)
+        result.throughput = round(result.ok / elapsed, 1)
+        self._latencies(result, latencies, [])
+        return result
+
     async def closed_bot(self, *, clients: int, seconds: float, reply_timeout: float) -> PhaseResult:
         """`clients` users, each sending one webhook and waiting for its reply at the fake, then the next.
 

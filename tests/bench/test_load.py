@@ -32,11 +32,23 @@ def test_verdicts_say_which_target_is_missed() -> None:
     run.phases["capacity"] = report.PhaseResult("capacity", 1.0, throughput=600.0)
     run.phases["rate"] = report.PhaseResult("rate", 1.0, sent=10, webhook_p99_ms=None, e2e_p99_ms=120.0)
     lines = report.verdicts([run], args)
-    assert "postgres: >= 500 messages/s per web process: met (600)" in lines
+    assert "postgres: >= 500 messages/s per web process, answered end to end: met (600)" in lines
     assert "postgres: webhook p99 <= 50 ms at 200/s: NOT met (a failed webhook)" in lines
     assert "postgres: end-to-end p99 <= 500 ms at 200/s: met (120)" in lines
-    assert "postgres: >= 0.25 of the bare endpoint's throughput: met (0.60)" in lines
+    assert "postgres: >= 0.25 of the bare endpoint's throughput, answered end to end: met (0.60)" in lines
+    assert not any("stored" in line for line in lines)  # no intake phase without workers
     assert "| bot / bare " in report.markdown([run], args)
+
+    with_workers = load.parse_args(["--databases", "postgres", "--workers", "1"])
+    run.phases["intake"] = report.PhaseResult("intake", 1.0, throughput=200.0)
+    lines = report.verdicts([run], with_workers)
+    assert (
+        "postgres: >= 500 messages/s per web process, stored by it alone (answered by workers): NOT met (200)" in lines
+    )
+    assert (
+        "postgres: >= 0.25 of the bare endpoint's throughput, stored by the web process alone: NOT met (0.20)" in lines
+    )
+    assert "| stored / bare " in report.markdown([run], with_workers)
 
 
 @pytest.mark.parametrize("workers", [0, 1])
@@ -68,6 +80,8 @@ def test_the_benchmark_runs_end_to_end_with_tiny_numbers(tmp_path: Path, own_dat
         "150",
         "--workers",
         str(workers),
+        "--intake-seconds",
+        "0.5",
     ]
     done = subprocess.run(
         [
@@ -102,11 +116,14 @@ def test_the_benchmark_runs_end_to_end_with_tiny_numbers(tmp_path: Path, own_dat
     cores = phases["capacity"]["cpu_cores"]
     if workers:
         assert "1 web process + 1 worker" in done.stdout and cores["workers"] > 0  # the worker answered
+        assert phases["intake"]["throughput"] > 0 and phases["intake"]["errors"] == 0
     else:
         assert "1 web process (" in done.stdout and cores["workers"] is None
 
 
-@pytest.mark.parametrize("argv", [["--mix", "fax"], ["--rate", "0"], ["--clients", "0"], ["--workers", "-1"]])
+@pytest.mark.parametrize(
+    "argv", [["--mix", "fax"], ["--rate", "0"], ["--clients", "0"], ["--workers", "-1"], ["--intake-seconds", "10"]]
+)
 def test_bad_options_are_refused(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as stopped:
         load.parse_args(argv)
