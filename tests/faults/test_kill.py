@@ -1,5 +1,6 @@
 """Fault 2: `kill -9` of a worker in the middle of a send. Every reply still arrives, none twice,
-as far as the provider's own behaviour allows (see the second test, and docs/operations.md).
+as far as the provider's own behaviour allows (see the last test, and docs/operations.md); also
+with ANSWERS_BY_WORKERS, where the worker killed was answering the messages too.
 
 The fake provider holds each send for a while; the test kills a worker while it has sends open.
 A send cut off before the provider accepted it is dropped by the provider (the connection
@@ -13,6 +14,7 @@ and the row's `sent` being committed; the second test widens it on purpose and m
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 import pytest
 
@@ -32,22 +34,25 @@ SLOW = 4.0
 LEASE_WAIT = 120  # the lease (30 s), the survivor's next rounds, and a slow machine
 
 
-def queue_replies(database_url: str, provider: FaultyProvider, users: int) -> None:
-    """Answer one SMS from each of `users` people in this process, leaving the replies unsent in the outbox."""
+def queue_replies(database_url: str, provider: FaultyProvider, users: int, *, answer: bool = True) -> None:
+    """Answer one SMS from each of `users` people in this process, leaving the replies unsent in the
+    outbox; without `answer`, only store the messages, as a web process does with ANSWERS_BY_WORKERS."""
     env = {key.lower(): value for key, value in twilio_env(provider).items()}
     services = build(
         load_settings(database_url=database_url, public_base_url=PUBLIC_BASE_URL, **env), knowledge=FakeKnowledge()
     )
     try:
         for number in range(users):
-            services.inbox.handle(
-                InboundMessage(
-                    channel="sms",
-                    user_id=f"+2783000{number:04d}",
-                    provider_message_id=f"SMkill{number:028d}",
-                    text="when is my payout?",
-                )
+            message = InboundMessage(
+                channel="sms",
+                user_id=f"+2783000{number:04d}",
+                provider_message_id=f"SMkill{number:028d}",
+                text="when is my payout?",
             )
+            if answer:
+                services.inbox.handle(message)
+            else:
+                services.inbox.receive(message)
     finally:
         services.database.dispose()
 
@@ -85,6 +90,30 @@ def test_a_worker_killed_before_the_provider_accepts_loses_and_doubles_nothing(
     assert len(provider.abandoned) >= 1  # the kill did land mid-send: those requests were cut off
     check_delivered_once(ledger, provider)  # ...and were sent again after the lease, once
     assert len(provider.delivered) == len(ledger.rows) == users
+
+
+@pytest.mark.parametrize("users", [size("FAULT_KILL_USERS", 40)])
+def test_a_worker_killed_while_answering_for_the_web_loses_and_doubles_nothing(
+    cluster: Cluster, provider: FaultyProvider, shared_database: Database, own_database_url: str, users: int
+) -> None:
+    """ANSWERS_BY_WORKERS: the messages wait unanswered, both workers answer them, and the one killed
+    had replies leased and sends open. Its answers were committed with their replies leased, and
+    are sent again by the other worker after the lease; what it held unanswered is answered there."""
+    queue_replies(own_database_url, provider, users, answer=False)
+    provider.hold = SLOW
+    cluster.extra_env["ANSWERS_BY_WORKERS"] = "true"
+
+    open_sends, _ = kill_mid_send(cluster, provider)
+    provider.hold = 0.0
+    ledger = wait_until_settled(shared_database, users, timeout=LEASE_WAIT)
+
+    print(f"kill: {open_sends} sends open, {len(provider.abandoned)} cut off, {len(provider.delivered)} accepted")
+    assert open_sends >= 1 and len(provider.abandoned) >= 1
+    check_delivered_once(ledger, provider)
+    # every message answered once: the same reply (in the same number of parts) for each user
+    parts = Counter(row.user_id for row in ledger.rows)
+    assert len(parts) == users and len(set(parts.values())) == 1, parts
+    assert len(provider.delivered) == len(ledger.rows)
 
 
 @pytest.mark.only_on(
