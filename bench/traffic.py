@@ -7,6 +7,7 @@ import asyncio
 import math
 import time
 from collections import Counter
+from collections.abc import Callable
 
 from bench.cluster import Children, cpu_seconds
 from bench.common import HOST, MAX_REQUESTS_PER_PHASE
@@ -106,42 +107,38 @@ class Driver:
     async def closed_bare(self, *, clients: int, seconds: float) -> PhaseResult:
         """`clients` loops POSTing to the bare endpoint back to back until the time is up."""
         result = PhaseResult("bare endpoint, closed loop", seconds)
-        latencies: list[float] = []
-        start, cpu = time.monotonic(), self._cpu()
-        end = start + seconds
-
-        async def client() -> None:
-            while time.monotonic() < end and result.sent < MAX_REQUESTS_PER_PHASE:
-                sent = time.monotonic()
-                status, error = await self.post(self.bare, self.bare_body, self.bare_headers)
-                result.sent += 1
-                if status == 200:
-                    result.ok += 1
-                    latencies.append(time.monotonic() - sent)
-                else:
-                    self._error(result, status, error)
-                    await asyncio.sleep(0.01)
-
-        await asyncio.gather(*(client() for _ in range(clients)))
-        elapsed = time.monotonic() - start
-        result.cpu_cores = self._cores(cpu, elapsed)
-        result.throughput = round(result.ok / elapsed, 1)
-        self._latencies(result, latencies, [])
-        return result
+        return await self._back_to_back(
+            result, clients, seconds, lambda: (self.bare, self.bare_body, self.bare_headers)
+        )
 
     async def closed_intake(self, *, clients: int, seconds: float) -> PhaseResult:
         """`clients` loops POSTing signed webhooks to the bot back to back, not waiting for replies:
         the messages/s the web process stores (with ANSWERS_BY_WORKERS, all it does with them)."""
         result = PhaseResult(f"intake, {clients} clients in a closed loop, workers paused", seconds)
+
+        def webhook() -> tuple[str, bytes, dict[str, str]]:
+            message = self.maker.next()
+            return self.bot + message.path, message.body, message.headers
+
+        return await self._back_to_back(result, clients, seconds, webhook)
+
+    async def _back_to_back(
+        self,
+        result: PhaseResult,
+        clients: int,
+        seconds: float,
+        request: Callable[[], tuple[str, bytes, dict[str, str]]],
+    ) -> PhaseResult:
+        """`clients` loops POSTing `request()` (url, body, headers) back to back until the time is up."""
         latencies: list[float] = []
         start, cpu = time.monotonic(), self._cpu()
         end = start + seconds
 
         async def client() -> None:
             while time.monotonic() < end and result.sent < MAX_REQUESTS_PER_PHASE:
-                message = self.maker.next()
+                url, body, headers = request()
                 sent = time.monotonic()
-                status, error = await self.post(self.bot + message.path, message.body, message.headers)
+                status, error = await self.post(url, body, headers)
                 result.sent += 1
                 if status == 200:
                     result.ok += 1

@@ -40,6 +40,8 @@ ERROR_PAUSE_SECONDS = 5.0
 # (the wait doubles at each look that finds none); how many messages it keeps in hand at most.
 LOOK_EVERY_SECONDS = (0.01, 0.1)
 IN_HAND = 128
+# answer_waiting: while the database is away, look again this often (one warning each time).
+OUTAGE_PAUSE_SECONDS = 0.5
 
 
 async def sweep_stranded(inbox: Inbox) -> int:
@@ -96,6 +98,8 @@ async def answer_waiting(inbox: Inbox, answerer: Answerer, *, stopping: asyncio.
                 found = await run_in_threadpool(inbox.pending, limit=len(in_hand) + IN_HAND)
             except (OperationalError, InterfaceError) as exc:
                 log.warning("database unavailable, retrying: %s", type(exc.orig).__name__)
+                await _pause(OUTAGE_PAUSE_SECONDS, stopping)
+                continue
             except SQLAlchemyError:
                 log.exception("looking for messages to answer: database error")
                 await _pause(ERROR_PAUSE_SECONDS, stopping)
@@ -105,7 +109,12 @@ async def answer_waiting(inbox: Inbox, answerer: Answerer, *, stopping: asyncio.
             in_hand.update(fresh)
             task = asyncio.create_task(answerer.answer(fresh))
             answering.add(task)
-            task.add_done_callback(lambda done, ids=fresh: (answering.discard(done), in_hand.difference_update(ids)))
+
+            def done(task: asyncio.Task[None], ids: list[int] = fresh) -> None:
+                answering.discard(task)
+                in_hand.difference_update(ids)
+
+            task.add_done_callback(done)
         # full hands look again soon too: a lane that finishes frees room for the next messages
         busy = fresh or len(in_hand) >= IN_HAND
         wait = LOOK_EVERY_SECONDS[0] if busy else min(wait * 2, LOOK_EVERY_SECONDS[1])

@@ -26,9 +26,9 @@ from core.storage.models import ChannelIdentity, Contact, Conversation, Message,
 _IDENTITY = select(ChannelIdentity).where(
     ChannelIdentity.channel == bindparam("channel"), ChannelIdentity.user_id == bindparam("user_id")
 )
-_contacts, _identities = Contact.__table__, ChannelIdentity.__table__
 # Where the statements of this module run: a session, or a plain connection (Inbox.receive).
 Rows = Session | Connection
+_contacts, _identities = Contact.__table__, ChannelIdentity.__table__
 _conversations, _messages, _outbox = Conversation.__table__, Message.__table__, OutboxItem.__table__
 # What storing a message needs of a known identity and of its latest conversation, as rows.
 _IDENTITY_ROW = select(
