@@ -10,10 +10,11 @@ proactive updates write their messages through `write_outbound`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, insert, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -30,14 +31,38 @@ _IDENTITY = select(ChannelIdentity).where(
 Rows = Session | Connection
 _contacts, _identities = Contact.__table__, ChannelIdentity.__table__
 _conversations, _messages, _outbox = Conversation.__table__, Message.__table__, OutboxItem.__table__
-# What storing a message needs of a known identity and of its latest conversation, as rows.
-_IDENTITY_ROW = select(
-    _identities.c.id,
-    _identities.c.contact_id,
-    _identities.c.last_seen_at,
-    _identities.c.unreachable_at,
-    _identities.c.display_name,
-).where(_identities.c.channel == bindparam("channel"), _identities.c.user_id == bindparam("user_id"))
+# What storing a message needs, in one statement (look_up_arrival): the sender's identity, its
+# latest conversation, and the message itself if it was stored before.
+_latest, _stored = _conversations.alias("latest"), _messages.alias("stored")
+_ARRIVAL = (
+    select(
+        _identities.c.id,
+        _identities.c.contact_id,
+        _identities.c.last_seen_at,
+        _identities.c.unreachable_at,
+        _identities.c.display_name,
+        _latest.c.id.label("latest_id"),
+        _latest.c.state.label("latest_state"),
+        _stored.c.id.label("stored_id"),
+        _stored.c.conversation_id.label("stored_conversation_id"),
+    )
+    .select_from(
+        _identities.outerjoin(
+            _latest,
+            _latest.c.id
+            == select(func.max(_conversations.c.id))
+            .where(_conversations.c.identity_id == _identities.c.id)
+            .scalar_subquery(),
+        ).outerjoin(
+            _stored,
+            and_(
+                _stored.c.channel == bindparam("channel"),
+                _stored.c.provider_message_id == bindparam("provider_message_id"),
+            ),
+        )
+    )
+    .where(_identities.c.channel == bindparam("channel"), _identities.c.user_id == bindparam("user_id"))
+)
 _LATEST_ROW = (
     select(_conversations.c.id, _conversations.c.state)
     .where(_conversations.c.identity_id == bindparam("identity_id"))
@@ -167,17 +192,45 @@ def find_inbound(session: Rows, message: InboundMessage) -> tuple[int, int] | No
     return (found[0], found[1]) if found is not None else None
 
 
-def store_inbound(session: Rows, message: InboundMessage, *, now: datetime) -> tuple[int, int]:
+@dataclass(frozen=True)
+class Arrival:
+    """What `look_up_arrival` found of an inbound message before it is stored."""
+
+    stored: tuple[int, int] | None  # the message's id and conversation id, if it was stored before
+    sender: Row[Any] | None  # the sender's identity on the channel and its latest conversation (_ARRIVAL)
+
+
+def look_up_arrival(session: Rows, message: InboundMessage) -> Arrival:
+    """In one statement: the sender's identity with its latest conversation, and the message if stored before.
+
+    A sender without an identity has no stored message either (`forget` erases both), so their
+    message is taken for a new one; should it have been stored after all, storing it again fails
+    on the unique message, and the caller looks again with `find_inbound`.
+    """
+    row = session.execute(
+        _ARRIVAL,
+        {"channel": message.channel, "user_id": message.user_id, "provider_message_id": message.provider_message_id},
+    ).first()
+    if row is None:
+        return Arrival(None, None)
+    stored = (int(row.stored_id), int(row.stored_conversation_id)) if row.stored_id is not None else None
+    return Arrival(stored, row)
+
+
+def store_inbound(
+    session: Rows, message: InboundMessage, *, now: datetime, arrival: Arrival | None = None
+) -> tuple[int, int]:
     """Store an inbound message (with its identity, contact and conversation if new): its id and
     its conversation's. Rows are inserted with single statements, not through the unit of work:
-    this runs for every message that comes in."""
-    identity = session.execute(_IDENTITY_ROW, {"channel": message.channel, "user_id": message.user_id}).first()
-    if identity is None:
+    this runs for every message that comes in. `arrival`: what `look_up_arrival` found, if it ran."""
+    sender = (arrival or look_up_arrival(session, message)).sender
+    if sender is None:
         conversation_id = _new_user(session, message)
     else:
-        _seen(session, identity, message)
-        conversation_id = _current_conversation(
-            session, identity_id=identity.id, contact_id=identity.contact_id, channel=message.channel, now=now
+        _seen(session, sender, message)
+        latest = (sender.latest_id, sender.latest_state) if sender.latest_id is not None else None
+        conversation_id = _continue_or_open(
+            session, latest, identity_id=sender.id, contact_id=sender.contact_id, channel=message.channel, now=now
         )
     message_id = session.execute(
         _INSERT_MESSAGE,
@@ -245,12 +298,26 @@ def _seen(session: Rows, identity: Row[Any], message: InboundMessage) -> None:
 def _current_conversation(session: Rows, *, identity_id: int, contact_id: int, channel: str, now: datetime) -> int:
     """The id of the identity's current conversation (`open_conversation`), read and written as rows."""
     latest = session.execute(_LATEST_ROW, {"identity_id": identity_id}).first()
-    if latest is not None and latest.state != State.RESOLVED.value:
-        return int(latest.id)
+    return _continue_or_open(
+        session,
+        (latest.id, latest.state) if latest is not None else None,
+        identity_id=identity_id,
+        contact_id=contact_id,
+        channel=channel,
+        now=now,
+    )
+
+
+def _continue_or_open(
+    session: Rows, latest: tuple[int, str] | None, *, identity_id: int, contact_id: int, channel: str, now: datetime
+) -> int:
+    """The latest conversation's id (`latest`: its id and state) while it is current, else a new one's."""
+    if latest is not None and latest[1] != State.RESOLVED.value:
+        return int(latest[0])
     if latest is not None:
-        reopened = session.execute(RESOLVED_TICKET_ID, {"conversation_id": latest.id, "since": now - REOPEN_WITHIN})
+        reopened = session.execute(RESOLVED_TICKET_ID, {"conversation_id": latest[0], "since": now - REOPEN_WITHIN})
         if reopened.first() is not None:
-            return int(latest.id)
+            return int(latest[0])
     return int(
         session.execute(
             _INSERT_CONVERSATION, {"contact_id": contact_id, "identity_id": identity_id, "channel": channel}

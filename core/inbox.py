@@ -20,7 +20,14 @@ from sqlalchemy.orm import Session, joinedload
 
 from core import incidents, metrics, texts
 from core.channels import ChannelRegistry
-from core.conversation_rows import find_inbound, mark_answered, record_turn, store_inbound, write_outbound
+from core.conversation_rows import (
+    find_inbound,
+    look_up_arrival,
+    mark_answered,
+    record_turn,
+    store_inbound,
+    write_outbound,
+)
 from core.conversations import State, move
 from core.desk import HumanDesk
 from core.dialogue import Context, Dialogue, Reply, StatusFlow, Turn
@@ -103,11 +110,18 @@ class Inbox:
             try:
                 # statements on the tables alone: a plain connection, not a session
                 with self.database.rows() as connection:
-                    found = find_inbound(connection, message)
+                    # one statement finds the sender and whether the message was stored; after a
+                    # failed first try the message itself is looked for too (look_up_arrival)
+                    arrival = look_up_arrival(connection, message)
+                    found = (
+                        arrival.stored
+                        if arrival.sender is not None or attempt == 0
+                        else find_inbound(connection, message)
+                    )
                     if found is not None:
                         metrics.DUPLICATES.labels(message.channel).inc()
                         return Accepted(found[0], found[1], duplicate=True)
-                    message_id, conversation_id = store_inbound(connection, message, now=self._now())
+                    message_id, conversation_id = store_inbound(connection, message, now=self._now(), arrival=arrival)
             except IntegrityError:
                 # A concurrent delivery stored the same message, or the same new user's identity,
                 # first: the transaction is rolled back whole; look again in a fresh one.

@@ -51,6 +51,24 @@ def test_the_same_id_on_another_channel_is_another_message(fake_bot, database) -
     assert count(database, Message, Message.direction == "in") == 2
 
 
+def test_a_message_id_seen_before_is_a_duplicate_whoever_it_claims_to_come_from(fake_bot, database) -> None:  # type: ignore[no-untyped-def]
+    """The id is the provider's, unique on its channel: a delivery under it from a sender never seen
+    (whose first look finds no identity, so stores, fails on the id and looks again) or from
+    another known sender is the first message again, not a new one."""
+    first = fake_bot.inbox.receive(InboundMessage(channel="console", user_id="a", provider_message_id="m1", text="hi"))
+    fake_bot.inbox.receive(InboundMessage(channel="console", user_id="b", provider_message_id="m2", text="hi"))
+    for sender in ("never-seen", "b"):
+        again = fake_bot.inbox.receive(
+            InboundMessage(channel="console", user_id=sender, provider_message_id="m1", text="other")
+        )
+        assert again.duplicate and (again.message_id, again.conversation_id) == (
+            first.message_id,
+            first.conversation_id,
+        )
+    assert count(database, Message, Message.direction == "in") == 2
+    assert count(database, Conversation) == 2
+
+
 def test_each_user_has_their_own_conversation(fake_bot, database) -> None:  # type: ignore[no-untyped-def]
     fake_bot.say("hi", user="alice")
     fake_bot.say("hi", user="bob")

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy.sql import Executable
 
+import core.conversation_rows
 import core.inbox
 import core.outbox_rows
 import core.ratelimit
@@ -59,4 +60,14 @@ def test_a_lease_looks_only_at_the_pending_rows_of_the_conversation(database: Da
     until a ticket of theirs is resolved, so the check must not read all its earlier replies."""
     steps = plan(database, core.outbox_rows.LEASE, item_id=1, now="2026-01-01 00:00:00", lease="2026-01-01 00:00:30")
     assert "ix_outbox_conversation_pending (conversation_id=? AND status=? AND rowid<?)" in steps, steps
+    assert "SCAN" not in steps, steps
+
+
+def test_a_message_arriving_reads_its_senders_rows_and_its_own_key_alone(database: Database) -> None:
+    """Every webhook runs this first: the sender's identity, its latest conversation and the
+    stored copy of the message are each found through an index, whatever the tables hold."""
+    steps = plan(database, core.conversation_rows._ARRIVAL, channel="telegram", user_id="42", provider_message_id="7")
+    assert "sqlite_autoindex_channel_identities_1 (channel=? AND user_id=?)" in steps, steps
+    assert "ix_conversations_identity_id (identity_id=?)" in steps, steps
+    assert "sqlite_autoindex_messages_1 (channel=? AND provider_message_id=?)" in steps, steps
     assert "SCAN" not in steps, steps
