@@ -33,7 +33,7 @@ from core.channels import ChannelRegistry
 from core.deliveries import mark_unreachable
 from core.errors import ChannelError, PermanentChannelError, TransientChannelError
 from core.messages import Option, OutboundMessage, Receipt
-from core.outbox_rows import LEASE, REACH, SENT, behind_a_pending_row, lease_free, template_of
+from core.outbox_rows import LEASE, LEASE_AND_REACH, REACH, SENT, behind_a_pending_row, lease_free, template_of
 from core.storage.database import Database
 from core.storage.models import OutboxItem, utcnow
 
@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 _UNCHECKED = object()  # _send: the refusal was not worked out with the claim
 # A leased row, detached, and why it may not be sent (None: it may).
 Claim = tuple[OutboxItem, "str | None"]
+# A recipient's identity as the refusal check reads it: when it became unreachable, when last seen.
+Reach = tuple[datetime | None, datetime | None]
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class Dispatcher:
         self.channels = channels
         self.policy = policy or RetryPolicy()
         self.clock = clock
+        self._reach_in_lease = not database.is_sqlite  # LEASE_AND_REACH
 
     async def dispatch_due(self, *, limit: int = 50) -> int:
         """Send what is due now; the number of rows attempted."""
@@ -148,28 +151,41 @@ class Dispatcher:
         """
         claims: list[Claim] = []
         for item_id in item_ids:
-            item = self._lease(session, item_id)
-            if item is None:
+            leased = self._lease(session, item_id)
+            if leased is None:
                 break
-            claims.append((item, self._refusal_in(session, item, self._window(item))))
+            item, reach = leased
+            claims.append((item, self._refusal_for(reach, self._window(item))))
         return claims
 
     def _claim_checked(self, item_id: int) -> tuple[OutboxItem, str | None] | None:
         """Lease this row if it is pending and first in its conversation (`_lease`), and in the same
         transaction say why it may not be sent (`_refusal`); the row, detached, or None."""
         with self.database.transaction() as session:
-            item = self._lease(session, item_id)
-            if item is None:
+            leased = self._lease(session, item_id)
+            if leased is None:
                 return None
-            return item, self._refusal_in(session, item, self._window(item))
+            item, reach = leased
+            return item, self._refusal_for(reach, self._window(item))
 
-    def _lease(self, session: Session, item_id: int) -> OutboxItem | None:
+    def _lease(self, session: Session, item_id: int) -> tuple[OutboxItem, Reach | None] | None:
+        """The row, leased, and its recipient's reach (None without an identity); None if not leased."""
         now = self.clock()
         lease = now + timedelta(seconds=self.policy.lease_seconds)
-        # One statement: the conditional UPDATE returns the row it leased (SQLite 3.35+, PostgreSQL).
-        row = session.execute(LEASE, {"item_id": item_id, "now": now, "lease": lease}).first()
+        # The conditional UPDATE returns the row it leased (SQLite 3.35+, PostgreSQL), on PostgreSQL
+        # with its recipient's reach (LEASE_AND_REACH).
+        statement = LEASE_AND_REACH if self._reach_in_lease else LEASE
+        row = session.execute(statement, {"item_id": item_id, "now": now, "lease": lease}).first()
+        if row is None:
+            return None
+        values = dict(row._mapping)
+        if self._reach_in_lease:
+            recipient = values.pop("recipient_id")
+            reach = (values.pop("recipient_unreachable_at"), values.pop("recipient_last_seen_at"))
+            return OutboxItem(**values), reach if recipient is not None else None
         # A detached copy to read from, not a row the session tracks.
-        return OutboxItem(**row._mapping) if row is not None else None
+        item = OutboxItem(**values)
+        return item, self._reach(session, item)
 
     @asynccontextmanager
     async def _renewing(self, held: set[int]) -> AsyncIterator[set[int]]:
@@ -302,7 +318,15 @@ class Dispatcher:
             return self._refusal_in(session, item, window_hours)
 
     def _refusal_in(self, session: Session, item: OutboxItem, window_hours: int | None) -> str | None:
+        return self._refusal_for(self._reach(session, item), window_hours)
+
+    @staticmethod
+    def _reach(session: Session, item: OutboxItem) -> Reach | None:
         reach = session.execute(REACH, {"channel": item.channel, "user_id": item.user_id}).first()
+        return (reach[0], reach[1]) if reach is not None else None
+
+    def _refusal_for(self, reach: Reach | None, window_hours: int | None) -> str | None:
+        """`_refusal` for a recipient's reach already read (None: no identity, nothing to refuse for)."""
         if reach is None:
             return None
         unreachable_at, last = reach

@@ -267,3 +267,22 @@ def test_rows_leased_where_they_were_written_go_first_in_their_conversation_and_
     assert asyncio.run(dispatcher.dispatch(written)) == 0  # sent, never again
     assert [row.status for row in rows(database) if row.id in written] == ["sent"] * len(written)
     assert [message.user_id for message in channel.sent] == ["user-1", "user-3"]
+
+
+def test_a_lease_reads_its_own_recipients_reach(fake_bot) -> None:  # type: ignore[no-untyped-def]
+    """The lease returns each row with its recipient's identity, as the refusal check reads it."""
+    from core.storage.models import ChannelIdentity
+
+    fake_bot.say("hello", user="blocked", send=False)
+    fake_bot.say("hello", user="reachable", send=False)
+    with fake_bot.database.transaction() as session:
+        blocked = session.scalars(select(ChannelIdentity).where(ChannelIdentity.user_id == "blocked")).one()
+        blocked.unreachable_at = datetime.now(UTC)
+    dispatcher = Dispatcher(fake_bot.database, ChannelRegistry([RecordingChannel("console")]))
+    first, second = rows(fake_bot.database)
+    with fake_bot.database.transaction() as session:
+        claims = dispatcher.lease(session, [first.id]) + dispatcher.lease(session, [second.id])
+    assert {item.user_id: refusal for item, refusal in claims} == {
+        "blocked": "the user cannot be reached on this channel",
+        "reachable": None,
+    }
