@@ -117,6 +117,37 @@ def test_the_incident_note_goes_above_the_first_reply_but_never_above_a_code(dat
         assert incidents.with_note(session, [Reply("hi")]) == [Reply("hi")]
 
 
+def test_a_note_set_in_another_process_shows_within_a_few_seconds(
+    database: Database, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process keeps the note it read for NOTE_SECONDS; its own changes show at once."""
+    now = [1000.0]
+    monkeypatch.setattr(incidents, "_clock", lambda: now[0])
+    other = Database.from_url(database_url)  # another process's engine on the same database
+    try:
+
+        def answer() -> str:
+            with database.transaction() as session:
+                return incidents.with_note(session, [Reply("hi")])[0].text
+
+        assert answer() == "hi"
+        with other.transaction() as session:
+            incidents.set_note(session, "Payouts are late.", agent_id="U1", agent_name=None, now=datetime.now(UTC))
+        assert answer() == "hi"  # kept
+        now[0] += incidents.NOTE_SECONDS
+        assert "Payouts are late." in answer()
+        with database.transaction() as session:  # cleared here: gone at once
+            incidents.clear(session, agent_id="U1", agent_name=None, now=datetime.now(UTC))
+        assert answer() == "hi"
+        with database.transaction() as session:  # set and rolled back here: never kept
+            incidents.set_note(session, "Not sent.", agent_id="U1", agent_name=None, now=datetime.now(UTC))
+            assert "Not sent." in incidents.with_note(session, [Reply("hi")])[0].text
+            session.rollback()
+        assert answer() == "hi"
+    finally:
+        other.dispose()
+
+
 def test_accepting_a_person_after_two_misses_is_recorded_as_the_bot_not_answering(database: Database) -> None:
     class OpenDesk:
         def accepts_handoffs(self) -> bool:
