@@ -35,7 +35,7 @@ from core.handoff import Desk, open_ticket
 from core.messages import Capabilities, InboundMessage, Option, OutboundMessage
 from core.status import StatusService
 from core.storage.database import Database
-from core.storage.models import Conversation, Message, Ticket, utcnow
+from core.storage.models import WAITING, Conversation, Message, Ticket, utcnow
 
 log = logging.getLogger(__name__)
 # A status question left waiting longer than this (for a reference or a code) is forgotten.
@@ -50,24 +50,20 @@ _LOCK_CONVERSATION = (
     .options(joinedload(Conversation.identity, innerjoin=True))  # for the replies' recipient, in the same query
     .with_for_update(of=Conversation)
 )
+# Written with the condition of the partial indexes on waiting messages word for word (WAITING):
+# a condition with a bound parameter for 'in' does not tell SQLite's planner that they apply.
 _WAITING = (
     select(Message)
     .where(
         Message.conversation_id == bindparam("conversation_id"),
-        Message.direction == "in",
-        Message.processed_at.is_(None),
+        WAITING,
         Message.id <= bindparam("message_id"),
     )
     .order_by(Message.id)
 )
 # Every inbound message still waiting, oldest first (`pending`): each worker runs it every 10 ms
 # under load with ANSWERS_BY_WORKERS, so it is built once, as the statements of every answer are.
-_PENDING = (
-    select(Message.id)
-    .where(Message.direction == "in", Message.processed_at.is_(None))
-    .order_by(Message.id)
-    .limit(bindparam("limit"))
-)
+_PENDING = select(Message.id).where(WAITING).order_by(Message.id).limit(bindparam("limit"))
 _PENDING_BEFORE = _PENDING.where(Message.created_at < bindparam("before"))
 
 

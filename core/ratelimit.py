@@ -134,7 +134,7 @@ class Throttle:
 _NO_LIMIT = 2**31 - 1  # the largest id of an INTEGER column (PostgreSQL refuses a larger bound)
 _messages, _conversations = Message.__table__, Conversation.__table__
 # The identity's messages through its conversations, as a subquery: joined, SQLite's planner
-# read every inbound message of every user through ix_messages_unprocessed (direction = 'in'),
+# read every inbound message of every user through an index on (direction, processed_at), since dropped,
 # so each answer cost more as the table grew. Through ix_messages_conversation_recent it reads
 # only this identity's messages of the window. tests/storage/test_query_plans.py checks the plan.
 _OF_IDENTITY = select(_conversations.c.id).where(_conversations.c.identity_id == bindparam("identity_id"))

@@ -16,9 +16,14 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
+
+# An inbound message not answered yet: the condition of the partial indexes on it, written out
+# as the statements that use them write it (core.inbox), since a planner matches it by its text.
+WAITING = text("direction = 'in' AND processed_at IS NULL")
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -121,8 +126,13 @@ class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
         UniqueConstraint("channel", "provider_message_id"),
-        # The messages waiting for an answer, and a conversation's (core.inbox, before every answer).
-        Index("ix_messages_unprocessed", "direction", "processed_at", "conversation_id"),
+        # The messages waiting for an answer, and only those (WAITING): oldest first for the workers
+        # and the sweep (core.inbox's `pending`), and a conversation's, before every answer. An
+        # answered or outbound message has no entry, so answering one writes none.
+        Index("ix_messages_waiting", "id", sqlite_where=WAITING, postgresql_where=WAITING),
+        Index(
+            "ix_messages_waiting_conversation", "conversation_id", "id", sqlite_where=WAITING, postgresql_where=WAITING
+        ),
         # A conversation's messages, and those of one direction since a time (core.ratelimit
         # counts an identity's recent messages before every answer).
         Index("ix_messages_conversation_recent", "conversation_id", "direction", "created_at"),

@@ -39,7 +39,7 @@ def test_the_rate_limit_count_reads_only_the_identitys_messages(database: Databa
     steps = plan(database, core.ratelimit._RECENT, identity_id=1, since="2026-01-01 00:00:00", up_to=10)
     assert "ix_messages_conversation_recent (conversation_id=? AND direction=? AND created_at>?)" in steps, steps
     assert "ix_conversations_identity_id (identity_id=?)" in steps, steps
-    assert "SCAN" not in steps and "ix_messages_unprocessed" not in steps, steps
+    assert "SCAN" not in steps and "ix_messages_waiting" not in steps, steps
 
 
 def test_the_slow_down_check_reads_only_the_identitys_messages(database: Database) -> None:
@@ -51,8 +51,18 @@ def test_the_slow_down_check_reads_only_the_identitys_messages(database: Databas
 def test_an_answer_reads_only_its_conversations_waiting_messages(database: Database) -> None:
     """Under a backlog, thousands of messages wait: each answer looks only at its conversation's."""
     steps = plan(database, core.inbox._WAITING, conversation_id=1, message_id=10)
-    assert "ix_messages_unprocessed (direction=? AND processed_at=? AND conversation_id=?" in steps, steps
+    assert "ix_messages_waiting_conversation (conversation_id=? AND id<?)" in steps, steps
     assert "SCAN" not in steps and "TEMP B-TREE" not in steps, steps
+
+
+@pytest.mark.parametrize("statement", ["_PENDING", "_PENDING_BEFORE"])
+def test_the_workers_read_the_oldest_waiting_messages_without_sorting_the_backlog(
+    database: Database, statement: str
+) -> None:
+    """A worker looks every 10 ms under load: it reads the waiting messages alone, in order."""
+    steps = plan(database, getattr(core.inbox, statement), limit=100, before="2026-01-01 00:00:00")
+    assert "USING INDEX ix_messages_waiting" in steps or "USING COVERING INDEX ix_messages_waiting" in steps, steps
+    assert "ix_messages_waiting_conversation" not in steps and "TEMP B-TREE" not in steps, steps
 
 
 def test_a_lease_looks_only_at_the_pending_rows_of_the_conversation(database: Database) -> None:
