@@ -151,25 +151,20 @@ class Dispatcher:
         """
         claims: list[Claim] = []
         for item_id in item_ids:
-            leased = self._lease(session, item_id)
-            if leased is None:
+            claim = self._lease(session, item_id)
+            if claim is None:
                 break
-            item, reach = leased
-            claims.append((item, self._refusal_for(reach, self._window(item))))
+            claims.append(claim)
         return claims
 
-    def _claim_checked(self, item_id: int) -> tuple[OutboxItem, str | None] | None:
+    def _claim_checked(self, item_id: int) -> Claim | None:
         """Lease this row if it is pending and first in its conversation (`_lease`), and in the same
         transaction say why it may not be sent (`_refusal`); the row, detached, or None."""
         with self.database.transaction() as session:
-            leased = self._lease(session, item_id)
-            if leased is None:
-                return None
-            item, reach = leased
-            return item, self._refusal_for(reach, self._window(item))
+            return self._lease(session, item_id)
 
-    def _lease(self, session: Session, item_id: int) -> tuple[OutboxItem, Reach | None] | None:
-        """The row, leased, and its recipient's reach (None without an identity); None if not leased."""
+    def _lease(self, session: Session, item_id: int) -> Claim | None:
+        """The row, leased, and why it may not be sent (`_refusal`); None if it was not leased."""
         now = self.clock()
         lease = now + timedelta(seconds=self.policy.lease_seconds)
         # The conditional UPDATE returns the row it leased (SQLite 3.35+, PostgreSQL), on PostgreSQL
@@ -179,13 +174,16 @@ class Dispatcher:
         if row is None:
             return None
         values = dict(row._mapping)
+        reach: Reach | None = None
         if self._reach_in_lease:
             recipient = values.pop("recipient_id")
-            reach = (values.pop("recipient_unreachable_at"), values.pop("recipient_last_seen_at"))
-            return OutboxItem(**values), reach if recipient is not None else None
+            reached = (values.pop("recipient_unreachable_at"), values.pop("recipient_last_seen_at"))
+            reach = reached if recipient is not None else None
         # A detached copy to read from, not a row the session tracks.
         item = OutboxItem(**values)
-        return item, self._reach(session, item)
+        if not self._reach_in_lease:
+            reach = self._reach(session, item)
+        return item, self._refusal_for(reach, self._window(item))
 
     @asynccontextmanager
     async def _renewing(self, held: set[int]) -> AsyncIterator[set[int]]:
@@ -315,10 +313,7 @@ class Dispatcher:
     def _refusal(self, item: OutboxItem, window_hours: int | None) -> str | None:
         """Why this row may not be sent now, or None: the user is unreachable, or the window closed."""
         with self.database.sessions() as session:
-            return self._refusal_in(session, item, window_hours)
-
-    def _refusal_in(self, session: Session, item: OutboxItem, window_hours: int | None) -> str | None:
-        return self._refusal_for(self._reach(session, item), window_hours)
+            return self._refusal_for(self._reach(session, item), window_hours)
 
     @staticmethod
     def _reach(session: Session, item: OutboxItem) -> Reach | None:
