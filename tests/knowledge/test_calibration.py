@@ -38,6 +38,35 @@ def test_thresholds_split_right_from_out_of_scope_on_held_out_queries() -> None:
     assert fixed == (0.6, 0.6)  # ask never above answer
 
 
+def test_without_out_of_scope_queries_the_answer_threshold_is_where_answering_stops_paying() -> None:
+    # in scope only: the few queries near 0.25 happened to be wrong, though a confidence of 0.25
+    # says one in four such answers is right, and at a quarter of a right one's worth per wrong
+    # answer, answering at 0.25 still pays on average (0.25 - 0.25 * 0.75 > 0)
+    top_conf = np.array([0.95, 0.9, 0.8, 0.27, 0.25, 0.15, 0.1])
+    top_right = np.array([True, True, True, False, False, False, False])
+    is_oos = np.zeros(7, dtype=bool)
+    answer_at, _ = choose_thresholds(top_conf, top_right, top_right, is_oos=is_oos, wrong_answer_cost=0.25)
+    assert answer_at == pytest.approx(0.25 / 1.25)  # where an answer's expected gain is 0
+    # one out-of-scope query among them: the realised gains decide, and the unlucky 0.27 and 0.25 go
+    with_oos = np.append(is_oos, True)
+    answer_at, _ = choose_thresholds(
+        np.append(top_conf, 0.05),
+        np.append(top_right, False),
+        np.append(top_right, False),
+        is_oos=with_oos,
+        wrong_answer_cost=0.25,
+    )
+    assert answer_at == pytest.approx((0.8 + 0.27) / 2)
+
+
+def test_a_matcher_trained_without_out_of_scope_examples_answers_from_the_break_even_confidence() -> None:
+    texts, labels = training(oos=False)
+    with_oos = Matcher().fit(*training(), oos_label="__oos__")
+    matcher = Matcher().fit(texts, labels)
+    assert matcher.thresholds[0] == pytest.approx(0.25 / 1.25)
+    assert with_oos.thresholds[0] != pytest.approx(0.25 / 1.25)  # there the held-out queries decide
+
+
 def test_folds_are_stratified() -> None:
     y = np.repeat(np.arange(3), 10)
     folds = assign_folds(y, n_folds=5, random_state=0)
