@@ -80,10 +80,10 @@ def choose_thresholds(
     """
     fixed_answer, fixed_ask = fixed
     weight = _query_weights(is_oos, oos_share)
-    gain = np.where(top_right, 1.0, -wrong_answer_cost) - is_oos.astype(np.float64)
     if fixed_answer is not None:
         answer_at = fixed_answer
     elif is_oos.any():
+        gain = np.where(top_right, 1.0, -wrong_answer_cost) - is_oos.astype(np.float64)
         answer_at = best_cut(top_conf, weight * gain)
     else:
         answer_at = wrong_answer_cost / (1.0 + wrong_answer_cost)
