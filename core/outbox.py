@@ -159,7 +159,8 @@ class Dispatcher:
 
     def _claim_checked(self, item_id: int) -> Claim | None:
         """Lease this row if it is pending and first in its conversation (`_lease`), and in the same
-        transaction say why it may not be sent (`_refusal`); the row, detached, or None."""
+        transaction say why it may not be sent (`_refusal`); the claim (the row, detached, and that
+        reason), or None."""
         with self.database.transaction() as session:
             return self._lease(session, item_id)
 
