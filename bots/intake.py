@@ -12,8 +12,9 @@ import contextvars
 import ipaddress
 import json
 import logging
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from fastapi import BackgroundTasks, HTTPException, Request, Response
 from fastapi.encoders import jsonable_encoder
@@ -25,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bots.settings import Settings
 from core.channels import WebhookChannel
 from core.errors import InboundRejected
-from core.inbox import Accepted
+from core.inbox import Accepted, Inbox
 from core.messages import InboundMessage
 from core.ratelimit import AddressLimit
 
@@ -41,7 +42,13 @@ REFUSED_STATUSES = frozenset({401, 403, 413})
 # Threads that only store arriving messages: a few, since each store is one short transaction
 # (and on SQLite one process's writers queue on one lock anyway).
 INTAKE_THREADS = 4
+# Messages one intake thread stores in one transaction, when that many wait for it.
+STORE_BATCH = 16
 _INTAKE = ThreadPoolExecutor(INTAKE_THREADS, thread_name_prefix="intake")
+# What waits for an intake thread, per inbox (tests run several apps), and how many threads work for it.
+_QUEUE_LOCK = threading.Lock()
+_WAITING: dict[Inbox, deque[tuple[InboundMessage, Future[Accepted], contextvars.Context]]] = {}
+_DRAINING: dict[Inbox, int] = {}
 
 
 async def read_body(request: Request) -> bytes:
@@ -81,11 +88,57 @@ async def verified(request: Request, channel: WebhookChannel) -> tuple[dict[str,
     return headers, body
 
 
-async def store(receive: Callable[[InboundMessage], Accepted], message: InboundMessage) -> Accepted:
-    """`receive(message)` on the intake's own threads: a webhook's store never queues behind the
-    answers worked out in the default thread pool (bots.answering)."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_INTAKE, contextvars.copy_context().run, receive, message)
+async def store(inbox: Inbox, message: InboundMessage) -> Accepted:
+    """Store `message` on the intake's own threads: a webhook's store never queues behind the
+    answers worked out in the default thread pool (bots.answering). The messages waiting for a
+    thread are stored together, up to STORE_BATCH in one transaction (Inbox.receive_all)."""
+    future: Future[Accepted] = Future()
+    with _QUEUE_LOCK:
+        waiting = _WAITING.setdefault(inbox, deque())
+        waiting.append((message, future, contextvars.copy_context()))
+        start = _DRAINING.get(inbox, 0) < INTAKE_THREADS
+        if start:
+            _DRAINING[inbox] = _DRAINING.get(inbox, 0) + 1
+    if start:
+        _INTAKE.submit(_drain, inbox)
+    return await asyncio.wrap_future(future)
+
+
+def _drain(inbox: Inbox) -> None:
+    """On an intake thread: store what waits for this inbox, a batch at a time, until nothing does."""
+    while True:
+        with _QUEUE_LOCK:
+            waiting = _WAITING[inbox]
+            if not waiting:
+                _DRAINING[inbox] -= 1
+                if not _DRAINING[inbox]:
+                    del _DRAINING[inbox], _WAITING[inbox]
+                return
+            taken = [waiting.popleft() for _ in range(min(STORE_BATCH, len(waiting)))]
+        # a webhook whose client went away (its wait cancelled) is not stored: it got no 200, so the
+        # provider sends it again
+        taken = [item for item in taken if item[1].set_running_or_notify_cancel()]
+        if not taken:
+            continue
+        messages = [message for message, _, _ in taken]
+        try:
+            results: list[Accepted | Exception] = list(taken[0][2].run(inbox.receive_all, messages))
+        except Exception:  # noqa: BLE001 (each is stored again alone, and raises its own error)
+            # one of them met a concurrent store of itself or of its new user, or could not be
+            # stored: the others must not fail with it, so each is stored in a transaction of its own
+            results = [_receive_alone(inbox, message, context) for message, _, context in taken]
+        for (_, future, _), result in zip(taken, results, strict=True):
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+
+def _receive_alone(inbox: Inbox, message: InboundMessage, context: contextvars.Context) -> Accepted | Exception:
+    try:
+        return context.run(inbox.receive, message)
+    except Exception as exc:  # noqa: BLE001 (not swallowed: the message's webhook raises it)
+        return exc
 
 
 async def take_in(request: Request, channel: WebhookChannel, background: BackgroundTasks) -> list[Accepted]:
@@ -97,7 +150,7 @@ async def take_in(request: Request, channel: WebhookChannel, background: Backgro
     except InboundRejected as exc:
         log.warning("webhook unreadable: %s", exc, extra={"channel": channel.name})
         raise HTTPException(400, str(exc)) from None
-    accepted = [await store(services.inbox.receive, message) for message in messages]
+    accepted = [await store(services.inbox, message) for message in messages]
     fresh = [item.message_id for item in accepted if not item.duplicate]
     if fresh:
         background.add_task(answer, services, fresh)

@@ -10,11 +10,11 @@ a code) is stored with the conversation.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
@@ -106,27 +106,40 @@ class Inbox:
             try:
                 # statements on the tables alone: a plain connection, not a session
                 with self.database.rows() as connection:
-                    # one statement finds the sender and whether the message was stored; after a
-                    # failed first try the message itself is looked for too (look_up_arrival)
-                    arrival = look_up_arrival(connection, message)
-                    found = (
-                        arrival.stored
-                        if arrival.sender is not None or attempt == 0
-                        else find_inbound(connection, message)
-                    )
-                    if found is not None:
-                        metrics.DUPLICATES.labels(message.channel).inc()
-                        return Accepted(found[0], found[1], duplicate=True)
-                    message_id, conversation_id = store_inbound(connection, message, now=self._now(), arrival=arrival)
+                    accepted = self._store(connection, message, attempt=attempt)
             except IntegrityError:
                 # A concurrent delivery stored the same message, or the same new user's identity,
                 # first: the transaction is rolled back whole; look again in a fresh one.
                 if attempt == 2:
                     raise
                 continue
-            metrics.MESSAGES_RECEIVED.labels(message.channel).inc()
-            return Accepted(message_id, conversation_id, duplicate=False)
+            _count([accepted], [message])
+            return accepted
         raise AssertionError("unreachable")
+
+    def receive_all(self, messages: Sequence[InboundMessage]) -> list[Accepted]:
+        """`receive` for several messages in one transaction, one commit for all (bots.intake
+        stores the webhooks waiting for its threads this way), in the order given: a second
+        delivery of a message among them is found to be one.
+
+        Any error rolls back every one of them, among them a concurrent store of the same message
+        or of the same new user (IntegrityError), which `receive` would look for again: the caller
+        then receives them one by one.
+        """
+        with self.database.rows() as connection:
+            accepted = [self._store(connection, message, attempt=0) for message in messages]
+        _count(accepted, messages)
+        return accepted
+
+    def _store(self, connection: Connection, message: InboundMessage, *, attempt: int) -> Accepted:
+        # one statement finds the sender and whether the message was stored; after a failed
+        # first try the message itself is looked for too (look_up_arrival)
+        arrival = look_up_arrival(connection, message)
+        found = arrival.stored if arrival.sender is not None or attempt == 0 else find_inbound(connection, message)
+        if found is not None:
+            return Accepted(found[0], found[1], duplicate=True)
+        message_id, conversation_id = store_inbound(connection, message, now=self._now(), arrival=arrival)
+        return Accepted(message_id, conversation_id, duplicate=False)
 
     def process(self, message_id: int, *, screen: Screen | None = None, written: Written | None = None) -> list[int]:
         """Answer a stored inbound message, once; the ids of the outbox rows written.
@@ -301,6 +314,12 @@ class Inbox:
     def _capabilities(self, channel: str) -> Capabilities:
         live = self.channels.get(channel)
         return live.capabilities if live is not None else Capabilities()
+
+
+def _count(accepted: Sequence[Accepted], messages: Sequence[InboundMessage]) -> None:
+    """The received and duplicate counters, once the messages' transaction committed."""
+    for item, message in zip(accepted, messages, strict=True):
+        (metrics.DUPLICATES if item.duplicate else metrics.MESSAGES_RECEIVED).labels(message.channel).inc()
 
 
 def _status_flow(conversation: Conversation) -> StatusFlow | None:

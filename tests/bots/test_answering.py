@@ -11,13 +11,15 @@ from datetime import timedelta
 import pytest
 from anyio import to_thread
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
+from bots import intake
 from bots.answering import Answer, Answerer
-from bots.intake import answer, store
+from bots.intake import STORE_BATCH, answer, store
 from bots.settings import load_settings
 from bots.wiring import Services, build
 from bots.worker import answer_waiting
+from core.inbox import Accepted
 from core.messages import Capabilities, InboundMessage
 from core.storage.models import Message, OutboxItem, utcnow
 from tests.fakes.channels import RecordingChannel
@@ -134,12 +136,97 @@ async def test_a_message_is_stored_while_every_thread_of_the_default_pool_is_tak
         await asyncio.sleep(0.05)
         assert limiter.borrowed_tokens == 1
         message = InboundMessage(channel="fake", user_id="u", provider_message_id="m", text="hi")
-        accepted = await asyncio.wait_for(store(services.inbox.receive, message), timeout=10)
+        accepted = await asyncio.wait_for(store(services.inbox, message), timeout=10)
         assert not accepted.duplicate and unanswered(services) == 1
     finally:
         release.set()
         await blocker
         limiter.total_tokens = tokens
+
+
+def hold_first_batch(monkeypatch: pytest.MonkeyPatch, services: Services) -> tuple[list[int], threading.Event]:
+    """Records the size of every batch Inbox.receive_all stores; the first waits for the event."""
+    sizes: list[int] = []
+    release = threading.Event()
+    real = services.inbox.receive_all
+
+    def receive_all(messages: list[InboundMessage]) -> list[Accepted]:
+        sizes.append(len(messages))
+        if len(sizes) == 1:
+            release.wait(10)
+        return real(messages)
+
+    monkeypatch.setattr(services.inbox, "receive_all", receive_all)
+    return sizes, release
+
+
+async def test_webhooks_waiting_for_the_intake_are_stored_together_each_once(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes, release = hold_first_batch(monkeypatch, services)
+    messages = [
+        InboundMessage(channel="fake", user_id=f"u{n}", provider_message_id=f"m{n}", text="hi") for n in range(50)
+    ]
+    deliveries = messages + messages[:10]  # ten delivered twice, among the others
+    storing = [asyncio.ensure_future(store(services.inbox, message)) for message in deliveries]
+    await asyncio.sleep(0.2)  # every store is waiting, the first batch held
+    release.set()
+    accepted = await asyncio.wait_for(asyncio.gather(*storing), timeout=30)
+    assert sum(sizes) == len(deliveries) and max(sizes) == STORE_BATCH and len(sizes) < len(deliveries) // 2
+    # of a message delivered twice, either delivery may be stored first (batches commit in any order)
+    assert [item.message_id for item in accepted[50:]] == [item.message_id for item in accepted[:10]]
+    assert [
+        (first.duplicate, again.duplicate) in {(False, True), (True, False)}
+        for first, again in zip(accepted[:10], accepted[50:])
+    ] == [True] * 10
+    assert not any(item.duplicate for item in accepted[10:50])
+    assert len({item.message_id for item in accepted}) == 50 and unanswered(services) == 50
+
+
+async def test_a_batch_that_fails_is_stored_one_by_one_and_only_the_failing_webhook_fails(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = services.inbox.receive
+
+    def conflict(messages: list[InboundMessage]) -> list[Accepted]:
+        raise IntegrityError("INSERT INTO channel_identities", {}, ValueError("a concurrent store"))
+
+    def receive(message: InboundMessage) -> Accepted:
+        if message.user_id == "u3":
+            raise OperationalError("INSERT INTO messages", {}, ValueError("value too long"))
+        return real(message)
+
+    monkeypatch.setattr(services.inbox, "receive_all", conflict)
+    monkeypatch.setattr(services.inbox, "receive", receive)
+    messages = [
+        InboundMessage(channel="fake", user_id=f"u{n}", provider_message_id=f"m{n}", text="hi") for n in range(8)
+    ]
+    results = await asyncio.gather(*(store(services.inbox, message) for message in messages), return_exceptions=True)
+    assert [type(result).__name__ for result in results] == ["Accepted"] * 3 + ["OperationalError"] + ["Accepted"] * 4
+    assert unanswered(services) == 7
+
+
+async def test_a_webhook_that_stops_waiting_before_a_thread_takes_it_is_not_stored(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bots.intake.INTAKE_THREADS", 1)
+    sizes, release = hold_first_batch(monkeypatch, services)
+    first = asyncio.ensure_future(
+        store(services.inbox, InboundMessage(channel="fake", user_id="a", provider_message_id="1", text="hi"))
+    )
+    await asyncio.sleep(0.1)
+    gone = asyncio.ensure_future(
+        store(services.inbox, InboundMessage(channel="fake", user_id="b", provider_message_id="2", text="hi"))
+    )
+    await asyncio.sleep(0.05)
+    gone.cancel()  # the client went away: no 200, so the provider sends it again
+    release.set()
+    assert not (await asyncio.wait_for(first, timeout=10)).duplicate
+    for _ in range(100):
+        if not intake._WAITING:  # the thread has passed the cancelled one by
+            break
+        await asyncio.sleep(0.02)
+    assert sizes == [1] and unanswered(services) == 1
 
 
 async def test_with_answers_by_workers_the_web_leaves_messages_that_two_workers_answer_once(database_url: str) -> None:
