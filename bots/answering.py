@@ -114,9 +114,16 @@ class Answerer:
                         future.set_result(None)
 
     def _answer_all(self, message_ids: list[int]) -> list[Answer]:
-        """In a worker thread: answer each message in a transaction of its own (a failure to decide
-        one is its own apology, in core.inbox). At a database error the answers so far are
-        returned, to be sent, and the rest left to the sweep."""
+        """In a worker thread: answer the messages in one transaction, each with its first reply
+        leased for sending (Throttle.screen and Dispatcher's own claim would take one each).
+
+        Should that fail (a database error, a failure to decide one), each is answered in a
+        transaction of its own instead, where a failure to decide one is its own apology
+        (core.inbox). At a database error there, the answers so far are returned, to be sent,
+        and the rest left to the sweep."""
+        together = self._answer_together(message_ids) if len(message_ids) > 1 else None
+        if together is not None:
+            return together
         answers: list[Answer] = []
         for message_id in message_ids:
             try:
@@ -126,9 +133,22 @@ class Answerer:
                 break
         return answers
 
+    def _answer_together(self, message_ids: list[int]) -> list[Answer] | None:
+        """The messages answered in one transaction (Inbox.process_all), or None when it rolled back."""
+        leased: list[list[Claim]] = []
+
+        def lease(session: Session, item_ids: list[int]) -> None:
+            leased.append(self.dispatcher.lease(session, item_ids))
+
+        try:
+            written = self.inbox.process_all(message_ids, screen=self.throttle.screen, written=lease)
+        except Exception:  # noqa: BLE001 (each message is answered again alone, and meets its own error)
+            return None
+        return list(zip(written, leased, strict=True))
+
     def _answer_one(self, message_id: int) -> Answer:
-        """One transaction screens, answers, and leases the first reply for sending (Throttle.screen_stored
-        and Dispatcher's own claim would take one each): the rows written, and those leased."""
+        """One transaction screens, answers, and leases the first reply for sending: the rows
+        written, and those leased."""
         leased: list[Claim] = []
 
         def lease(session: Session, item_ids: list[int]) -> None:

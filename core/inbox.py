@@ -169,6 +169,25 @@ class Inbox:
                     written(session, item_ids)
                 return item_ids
 
+    def process_all(
+        self, message_ids: Sequence[int], *, screen: Screen | None = None, written: Written | None = None
+    ) -> list[list[int]]:
+        """`process` for several messages in one transaction, one commit for all (bots.answering
+        answers a lane's batch this way), in the order given: each message's outbox rows.
+
+        `written` is called for each message in turn, as `process` calls it. Any error rolls back
+        every answer and is raised: the caller then processes the messages one by one, where a
+        failure to decide one is answered with an apology.
+        """
+        answers: list[list[int]] = []
+        with self.database.transaction() as session:
+            for message_id in message_ids:
+                item_ids = self._process(session, message_id, screen)
+                if written is not None:
+                    written(session, item_ids)
+                answers.append(item_ids)
+        return answers
+
     def handle(self, message: InboundMessage) -> tuple[Accepted, list[int]]:
         """Receive and process in one go (console and API); a duplicate is not answered again."""
         accepted = self.receive(message)

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 from anyio import to_thread
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from bots import intake
@@ -120,11 +120,51 @@ async def test_a_database_failure_mid_batch_sends_what_was_answered_and_leaves_t
             raise OperationalError("SELECT", {}, ConnectionError("server closed the connection"))
         return real(message_id)
 
+    def outage(*_args: object, **_kwargs: object) -> list[list[int]]:
+        raise OperationalError("SELECT", {}, ConnectionError("server closed the connection"))
+
+    monkeypatch.setattr(services.inbox, "process_all", outage)  # the batch's transaction fails first
     monkeypatch.setattr(answerer, "_answer_one", fails_second)
     await answerer.answer(ids)  # no error for the caller: the sweep answers the rest
     assert {message.user_id for message in services.channels.get("fake").sent} == {"u0"}
     assert unanswered(services) == 3
     assert len(services.inbox.pending(before=utcnow() + timedelta(minutes=1))) == 3
+
+
+def commits(services: Services) -> list[int]:
+    """A list that counts the transactions committed on the services' database from now on."""
+    counted: list[int] = []
+    event.listen(services.database.engine, "commit", lambda _connection: counted.append(1))
+    return counted
+
+
+def test_a_batch_is_answered_in_one_transaction_each_message_in_order_and_once(services: Services) -> None:
+    ids = received(services, 6)
+    again = services.inbox.receive(InboundMessage(channel="fake", user_id="u2", provider_message_id="m2b", text="hi"))
+    ids.append(again.message_id)  # a second message of u2's, in the same batch
+    committed = commits(services)
+    answers = services.answerer._answer_all(ids)
+    assert len(committed) == 1 and unanswered(services) == 0
+    assert all(written for written, _ in answers)
+    # each answer's first reply is leased for sending, but for u2's second: the rest of u2's first
+    # answer (a reply in parts) goes first
+    leased = [[item.user_id for item, _ in claims] for _, claims in answers]
+    assert leased == [["u0"], ["u1"], ["u2"], ["u3"], ["u4"], ["u5"], []]
+    rows = {row.id: row for row in outbox(services)}
+    first, second = (rows[answer[0][0]] for answer in (answers[2], answers[6]))
+    assert first.id < second.id and "Payouts" in first.text and second.status == "pending"
+
+
+def test_a_message_that_cannot_be_decided_is_answered_alone_and_the_others_as_usual(services: Services) -> None:
+    ids = received(services, 2)
+    boom = services.inbox.receive(InboundMessage(channel="fake", user_id="ub", provider_message_id="mb", text="boom"))
+    ids.insert(1, boom.message_id)
+    committed = commits(services)
+    answers = services.answerer._answer_all(ids)  # the batch rolls back, then each in its own transaction
+    assert len(committed) == 3 and unanswered(services) == 0
+    texts = {item.user_id: item.text for answer in answers for item, _ in answer[1]}
+    assert texts["ub"].startswith("Sorry, something went") and "Payouts are sent" in texts["u0"]
+    assert Counter(row.user_id for row in outbox(services) if row.text == texts["ub"]) == {"ub": 1}
 
 
 async def test_a_message_is_stored_while_every_thread_of_the_default_pool_is_taken(services: Services) -> None:
