@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, bindparam, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from core import incidents, metrics, texts
@@ -48,8 +48,25 @@ _LOCK_CONVERSATION = (
         == select(Message.conversation_id).where(Message.id == bindparam("message_id")).scalar_subquery()
     )
     .options(joinedload(Conversation.identity, innerjoin=True))  # for the replies' recipient, in the same query
-    .with_for_update(of=Conversation)
+    # FOR NO KEY UPDATE on PostgreSQL: answers of one conversation still take turns, but a message
+    # stored for it meanwhile (its foreign key takes a KEY SHARE lock on the row) need not wait
+    .with_for_update(of=Conversation, key_share=True)
 )
+# The conversations of a batch of messages (process_all), locked up front in the order of their ids:
+# two batches that share conversations then lock them in the same order, never each other's first.
+_LOCK_CONVERSATIONS = (
+    select(Conversation.id)
+    .where(
+        Conversation.id.in_(
+            select(Message.conversation_id).where(Message.id.in_(bindparam("message_ids", expanding=True)))
+        )
+    )
+    .order_by(Conversation.id)
+    .with_for_update(key_share=True)
+)
+# A transaction the server rolled back because of another's locks (a deadlock, a serialization
+# failure: SQLSTATE class 40) is tried again this many times in all, then left for the sweep.
+CONFLICT_ATTEMPTS = 3
 # Written with the condition of the partial indexes on waiting messages word for word (WAITING):
 # a condition with a bound parameter for 'in' does not tell SQLite's planner that they apply.
 _WAITING = (
@@ -152,22 +169,36 @@ class Inbox:
         transaction that wrote them, before it commits: core.outbox's Dispatcher.lease takes the
         rows for sending there, so that no transaction of its own is needed to claim them. When
         the answer fails and an apology is written instead, it is called again for that one.
+
+        A transaction the database rolled back for another's locks (a deadlock) is not a failure
+        to decide: it is tried again, CONFLICT_ATTEMPTS times in all, and then raised, the message
+        left unanswered for the sweep rather than apologised for.
         """
-        try:
-            with self.database.transaction() as session:
-                item_ids = self._process(session, message_id, screen)
-                if written is not None:
-                    written(session, item_ids)
-                return item_ids
-        except Exception:
-            # A bug in deciding must not lose the message or leave the user unanswered:
-            # record it as answered with an apology, and keep the traceback in the log.
-            log.exception("dialogue failed", extra={"message_id": message_id})
-            with self.database.transaction() as session:
-                item_ids = self._apologise(session, message_id)
-                if written is not None:
-                    written(session, item_ids)
-                return item_ids
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                with self.database.transaction() as session:
+                    item_ids = self._process(session, message_id, screen)
+                    if written is not None:
+                        written(session, item_ids)
+                    return item_ids
+            except Exception as exc:
+                if isinstance(exc, DBAPIError) and lock_conflict(exc):
+                    if attempt == CONFLICT_ATTEMPTS:
+                        raise  # not the dialogue's failure: the message waits for the sweep, unanswered
+                    log.info("answer rolled back by a lock conflict, trying again", extra={"message_id": message_id})
+                    continue
+                # A bug in deciding must not lose the message or leave the user unanswered:
+                # record it as answered with an apology, and keep the traceback in the log.
+                log.exception("dialogue failed", extra={"message_id": message_id})
+                return self._apologise_for(message_id, written)
+        raise AssertionError("unreachable")
+
+    def _apologise_for(self, message_id: int, written: Written | None) -> list[int]:
+        with self.database.transaction() as session:
+            item_ids = self._apologise(session, message_id)
+            if written is not None:
+                written(session, item_ids)
+            return item_ids
 
     def process_all(
         self, message_ids: Sequence[int], *, screen: Screen | None = None, written: Written | None = None
@@ -175,12 +206,15 @@ class Inbox:
         """`process` for several messages in one transaction, one commit for all (bots.answering
         answers a lane's batch this way), in the order given: each message's outbox rows.
 
-        `written` is called for each message in turn, as `process` calls it. Any error rolls back
+        The messages' conversations are locked first, in the order of their ids, so that two
+        batches sharing conversations never wait for each other. `written` is called for each
+        message in turn, as `process` calls it. Any error rolls back
         every answer and is raised: the caller then processes the messages one by one, where a
         failure to decide one is answered with an apology.
         """
         answers: list[list[int]] = []
         with self.database.transaction() as session:
+            session.execute(_LOCK_CONVERSATIONS, {"message_ids": list(message_ids)})
             for message_id in message_ids:
                 item_ids = self._process(session, message_id, screen)
                 if written is not None:
@@ -333,6 +367,12 @@ class Inbox:
     def _capabilities(self, channel: str) -> Capabilities:
         live = self.channels.get(channel)
         return live.capabilities if live is not None else Capabilities()
+
+
+def lock_conflict(exc: DBAPIError) -> bool:
+    """Whether the database rolled the transaction back for another's locks (SQLSTATE class 40:
+    a deadlock, a serialization failure), so that trying it again may succeed."""
+    return str(getattr(exc.orig, "sqlstate", None) or "").startswith("40")
 
 
 def _count(accepted: Sequence[Accepted], messages: Sequence[InboundMessage]) -> None:

@@ -4,14 +4,18 @@ and, with ANSWERS_BY_WORKERS, the workers answering what the web processes store
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+import psycopg
 import pytest
 from anyio import to_thread
 from sqlalchemy import event, select
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
 
 from bots import intake
 from bots.answering import Answer, Answerer
@@ -19,7 +23,8 @@ from bots.intake import STORE_BATCH, answer, store
 from bots.settings import load_settings
 from bots.wiring import Services, build
 from bots.worker import answer_waiting
-from core.inbox import Accepted
+from core import inbox as inbox_module
+from core.inbox import CONFLICT_ATTEMPTS, Accepted
 from core.messages import Capabilities, InboundMessage
 from core.storage.models import Message, OutboxItem, utcnow
 from tests.fakes.channels import RecordingChannel
@@ -313,3 +318,65 @@ async def test_a_worker_answers_messages_that_come_while_it_waits(services: Serv
         stopping.set()
         await asyncio.wait_for(answering, timeout=30)
     assert {m.user_id for m in services.channels.get("fake").sent} == {"w0", "w1", "w2"}
+
+
+def conflict() -> OperationalError:
+    """What SQLAlchemy raises when PostgreSQL rolls a transaction back to break a deadlock."""
+    return OperationalError("SELECT", {}, psycopg.errors.DeadlockDetected("deadlock detected"))
+
+
+def test_an_answer_rolled_back_for_a_deadlock_is_tried_again_not_apologised_for(
+    services: Services, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    (first, second) = received(services, 2)
+    real, calls = services.inbox._process, Counter[int]()
+
+    def deadlocked(session: Session, message_id: int, screen: object = None) -> list[int]:
+        calls[message_id] += 1
+        if message_id == second or calls[message_id] == 1:  # the second message every time
+            raise conflict()
+        return real(session, message_id)
+
+    monkeypatch.setattr(services.inbox, "_process", deadlocked)
+    assert services.inbox.process(first)  # answered at the second try
+    with pytest.raises(OperationalError):
+        services.inbox.process(second)
+    assert calls == {first: 2, second: CONFLICT_ATTEMPTS}
+    assert "dialogue failed" not in caplog.text and unanswered(services) == 1  # the second waits for the sweep
+    assert not any(row.text.startswith("Sorry") for row in outbox(services))
+
+
+@pytest.mark.only_on(
+    "postgresql", reason="SQLite has one writer at a time: its transactions never hold each other's locks"
+)
+def test_two_batches_sharing_conversations_in_opposite_orders_do_not_deadlock(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = received(services, 2)
+    meet = threading.Barrier(2, timeout=2)
+    real = services.inbox._process
+
+    def meeting(session: Session, message_id: int, screen: object = None) -> list[int]:
+        answered = real(session, message_id)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            meet.wait()  # each batch holds its first conversation here, unless it holds both
+        return answered
+
+    monkeypatch.setattr(services.inbox, "_process", meeting)
+    with ThreadPoolExecutor(2) as pool:  # a deadlock would roll one back with an error
+        answers = list(pool.map(services.inbox.process_all, [[a, b], [b, a]]))
+    assert sorted(len([rows for rows in answer if rows]) for answer in answers) == [0, 2]
+    assert unanswered(services) == 0
+
+
+@pytest.mark.only_on(
+    "postgresql", reason="SQLite has one writer at a time: a store always waits for an answer's transaction"
+)
+def test_a_message_is_stored_while_its_conversation_is_being_answered(services: Services) -> None:
+    (first,) = received(services, 1)
+    again = InboundMessage(channel="fake", user_id="u0", provider_message_id="m0b", text="and my refund?")
+    # a timeout leaves the transaction first, so that the lock is let go and the pool can end
+    with ThreadPoolExecutor(1) as pool, services.database.transaction() as session:
+        session.execute(inbox_module._LOCK_CONVERSATION, {"message_id": first}).first()  # as an answer holds it
+        stored = pool.submit(services.inbox.receive, again).result(timeout=10)
+    assert not stored.duplicate and unanswered(services) == 2
