@@ -7,12 +7,13 @@ webhooks' own stores, and a webhook waited behind every answer queued before it:
 the webhook p99 was over 20 s, past the time Twilio waits for a webhook (15 s).
 
 Now the answers of a process go through at most `LANES` lanes. A lane takes up to `BATCH` waiting
-messages at a time: one hop to a worker thread answers them (each in its own transaction, with
-its first reply leased there, as before), their replies go out concurrently, and those sent are
-written in one transaction (core.outbox's `dispatch_answers`). The webhooks' stores have threads
-of their own (bots.intake), so a burst slows the answers, never the intake; a backlog is answered
-as soon as the burst is over. A caller awaits its own messages' answers (a webhook's background
-task does, so that it ends, in tests too, when the reply has gone).
+messages at a time: one hop to a worker thread answers them in one transaction (each message in a
+transaction of its own should that fail), with each first reply leased there, their replies go
+out concurrently, and those sent are written in one transaction (core.outbox's
+`dispatch_answers`). The webhooks' stores have threads of their own (bots.intake), so a burst
+slows the answers, never the intake; a backlog is answered as soon as the burst is over. A
+caller awaits its own messages' answers (a webhook's background task does, so that it ends, in
+tests too, when the reply has gone).
 
 A message left waiting when the process stops is answered by the background loop's sweep of
 stranded messages (bots.worker), in this process after a restart or in any other.

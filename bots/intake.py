@@ -39,8 +39,8 @@ SOURCE_REFUSALS_PER_MINUTE = 30
 PLATFORM_API_CALLS_PER_MINUTE = 600
 PLATFORM_API_PREFIX = "/api/"
 REFUSED_STATUSES = frozenset({401, 403, 413})
-# Threads that only store arriving messages: a few, since each store is one short transaction
-# (and on SQLite one process's writers queue on one lock anyway).
+# Threads that only store arriving messages: a few, since each batch of stores is one short
+# transaction (and on SQLite one process's writers queue on one lock anyway).
 INTAKE_THREADS = 4
 # Messages one intake thread stores in one transaction, when that many wait for it.
 STORE_BATCH = 16
