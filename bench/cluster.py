@@ -5,6 +5,7 @@ stop and CPU time."""
 from __future__ import annotations
 
 import argparse
+import fcntl
 import glob
 import os
 import shutil
@@ -16,6 +17,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from sqlalchemy.engine import make_url
 
 from bench.common import (
     HOST,
@@ -206,6 +209,10 @@ def bot_environment(
     return env
 
 
+# pause_workers: how often it stops the workers again, at most, to catch none holding SQLite's lock.
+PAUSE_TRIES = 500
+
+
 @dataclass
 class Children:
     fake: subprocess.Popen[bytes]
@@ -215,10 +222,26 @@ class Children:
     bot_port: int
     bare_port: int
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    writer_lock: Path | None = None  # SQLite's `<database>-writer` file, which pause_workers checks
 
     def pause_workers(self) -> None:
-        for worker in self.workers:
-            worker.send_signal(signal.SIGSTOP)
+        """Stop the workers (SIGSTOP) until `resume_workers`.
+
+        On SQLite, `writer_lock` is the database's `-writer` file (core/storage/database.py): a
+        worker stopped inside a transaction would keep the one write lock, and every store of the
+        phase would wait for it until its request timed out. A worker caught holding it is let go
+        on for a moment and stopped again.
+        """
+        for _ in range(PAUSE_TRIES):
+            for worker in self.workers:
+                worker.send_signal(signal.SIGSTOP)
+            for worker in self.workers:
+                _wait_stopped(worker.pid)
+            if self.writer_lock is None or _lock_free(self.writer_lock):
+                return
+            self.resume_workers()
+            time.sleep(0.002)
+        raise RuntimeError(f"a paused worker kept holding {self.writer_lock} in {PAUSE_TRIES} tries")
 
     def resume_workers(self) -> None:
         for worker in self.workers:
@@ -229,6 +252,33 @@ class Children:
         self.resume_workers()  # a stopped process would not act on SIGTERM
         for process in (self.bot, *self.workers, self.bare, self.fake):
             stop_process(process)
+
+
+def _wait_stopped(pid: int, timeout: float = 2.0) -> None:
+    """Until the process's state is "stopped" (T): a signal is delivered, not acted on, at once."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return  # gone, or no /proc: nothing to wait for
+        if state in ("T", "t"):
+            return
+        time.sleep(0.001)
+
+
+def _lock_free(path: Path) -> bool:
+    """Whether no process holds the flock(2) on `path` (taken and let go again at once)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return True
+    finally:
+        os.close(fd)
 
 
 def start_children(database_url: str, args: argparse.Namespace, workdir: Path) -> Children:
@@ -318,7 +368,9 @@ def start_children(database_url: str, args: argparse.Namespace, workdir: Path) -
     finally:
         for log in logs.values():
             log.close()
-    return Children(fake, bot, bare, fake_port, bot_port, bare_port, workers)
+    url = make_url(database_url)
+    writer_lock = Path(f"{url.database}-writer") if url.get_backend_name() == "sqlite" and url.database else None
+    return Children(fake, bot, bare, fake_port, bot_port, bare_port, workers, writer_lock)
 
 
 def wait_http(url: str, seconds: float, process: subprocess.Popen[bytes], what: str, log: Path) -> None:

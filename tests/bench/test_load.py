@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from bench import load, report
+from bench import cluster, load, report
 
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "load.py"
 
@@ -119,6 +121,16 @@ def test_the_benchmark_runs_end_to_end_with_tiny_numbers(tmp_path: Path, own_dat
         assert phases["intake"]["throughput"] > 0 and phases["intake"]["errors"] == 0
     else:
         assert "1 web process (" in done.stdout and cores["workers"] is None
+
+
+def test_a_paused_worker_is_not_left_holding_sqlites_write_lock(tmp_path: Path) -> None:
+    lock = tmp_path / "bench.db-writer"
+    holder = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)  # as a worker inside a transaction
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    assert not cluster._lock_free(lock)
+    fcntl.flock(holder, fcntl.LOCK_UN)
+    assert cluster._lock_free(lock) and cluster._lock_free(lock)  # looking lets go again
+    os.close(holder)
 
 
 @pytest.mark.parametrize(
