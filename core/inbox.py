@@ -207,10 +207,10 @@ class Inbox:
         answers a lane's batch this way), in the order given: each message's outbox rows.
 
         The messages' conversations are locked first, in the order of their ids, so that two
-        batches sharing conversations never wait for each other. `written` is called for each
-        message in turn, as `process` calls it. Any error rolls back
-        every answer and is raised: the caller then processes the messages one by one, where a
-        failure to decide one is answered with an apology.
+        batches sharing conversations take turns instead of deadlocking. `written` is called for
+        each message in turn, as `process` calls it. Any error rolls back every answer and is
+        raised: the caller then processes the messages one by one, where a failure to decide one
+        is answered with an apology.
         """
         answers: list[list[int]] = []
         with self.database.transaction() as session:
