@@ -1,19 +1,17 @@
-"""The benchmark's processes: free ports, a throwaway PostgreSQL cluster, and the children of one run
-(the fake provider, `saypro-bot run` and the bare endpoint), their environment, start, health check,
-stop and CPU time."""
+"""The benchmark's processes: free ports and the children of one run (the fake provider,
+`saypro-bot run`, the bare endpoint and the workers), their environment, start, health check,
+pause, stop and CPU time. The throwaway PostgreSQL cluster is in bench/postgres.py."""
 
 from __future__ import annotations
 
 import argparse
 import fcntl
-import glob
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +27,7 @@ from bench.common import (
     TWILIO_SMS_NUMBER,
     TWILIO_WHATSAPP_NUMBER,
 )
+from core.storage.database import writer_lock_path
 
 # The entry point, which also serves the fake provider (--serve-fake) and the bare endpoint (--serve-bare).
 LOAD_SCRIPT = Path(__file__).resolve().with_name("load.py")
@@ -38,110 +37,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind((HOST, 0))
         return int(probe.getsockname()[1])
-
-
-def postgres_bindir() -> Path:
-    found = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-        key=lambda p: int(Path(p).parent.parent.name),
-    )
-    if not found:
-        raise SystemExit(
-            "bench: no PostgreSQL binaries under /usr/lib/postgresql/*/bin "
-            "(apt-get install -y postgresql), or pass --database-url"
-        )
-    return Path(found[-1]).parent
-
-
-class TempPostgres:
-    """initdb into a temporary directory, start on a free port of 127.0.0.1; `stop` deletes it all."""
-
-    def __init__(self, settings: list[str]) -> None:
-        self.bindir = postgres_bindir()
-        self.settings = settings
-        self.root = Path(tempfile.mkdtemp(prefix="saypro-bench-pg-"))
-        self.data = self.root / "data"
-        self.port = free_port()
-        self.started = False
-        self._as_postgres = os.geteuid() == 0  # initdb and postgres refuse to run as root
-        if self._as_postgres:
-            shutil.chown(self.root, "postgres", "postgres")
-        os.chmod(self.root, 0o700)
-
-    def _run(self, *args: str) -> None:
-        command = [str(self.bindir / args[0]), *args[1:]]
-        if self._as_postgres:
-            command = ["runuser", "-u", "postgres", "--", *command]
-        done = subprocess.run(command, capture_output=True, timeout=120, cwd=self.root, check=False)
-        if done.returncode != 0:
-            raise SystemExit(f"bench: {args[0]} failed: {done.stderr.decode(errors='replace')[-2000:]}")
-
-    def start(self) -> str:
-        self._run(
-            "initdb",
-            "-D",
-            str(self.data),
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-            "--no-sync",
-        )
-        options = [
-            "-p",
-            str(self.port),
-            "-k",
-            str(self.root),
-            "-c",
-            f"listen_addresses={HOST}",
-            "-c",
-            "max_connections=200",
-        ]
-        for setting in self.settings:
-            options += ["-c", setting]
-        self._run(
-            "pg_ctl",
-            "-D",
-            str(self.data),
-            "-l",
-            str(self.root / "postgres.log"),
-            "-w",
-            "-t",
-            "60",
-            "-o",
-            " ".join(options),
-            "start",
-        )
-        self.started = True
-        self._run(
-            "createdb",
-            "-h",
-            HOST,
-            "-p",
-            str(self.port),
-            "-U",
-            "postgres",
-            "saypro_bench",
-        )
-        return f"postgresql+psycopg://postgres@{HOST}:{self.port}/saypro_bench"
-
-    def stop(self) -> None:
-        try:
-            if self.started:
-                self._run(
-                    "pg_ctl",
-                    "-D",
-                    str(self.data),
-                    "-m",
-                    "fast",
-                    "-w",
-                    "-t",
-                    "60",
-                    "stop",
-                )
-        finally:
-            shutil.rmtree(self.root, ignore_errors=True)
 
 
 def stop_process(process: subprocess.Popen[bytes] | None) -> None:
@@ -369,8 +264,10 @@ def start_children(database_url: str, args: argparse.Namespace, workdir: Path) -
         for log in logs.values():
             log.close()
     url = make_url(database_url)
-    writer_lock = Path(f"{url.database}-writer") if url.get_backend_name() == "sqlite" and url.database else None
-    return Children(fake, bot, bare, fake_port, bot_port, bare_port, workers, writer_lock)
+    writer_lock = writer_lock_path(url.database) if url.get_backend_name() == "sqlite" else None
+    return Children(
+        fake, bot, bare, fake_port, bot_port, bare_port, workers, Path(writer_lock) if writer_lock else None
+    )
 
 
 def wait_http(url: str, seconds: float, process: subprocess.Popen[bytes], what: str, log: Path) -> None:

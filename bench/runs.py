@@ -11,8 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.cluster import Children, TempPostgres, start_children
+from bench.cluster import Children, start_children
 from bench.common import HOST
+from bench.postgres import TempPostgres
 from bench.report import DatabaseRun, PhaseResult, fmt
 from bench.traffic import Driver, Replies
 from bench.webhooks import MessageMaker

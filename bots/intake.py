@@ -96,9 +96,10 @@ async def store(inbox: Inbox, message: InboundMessage) -> Accepted:
     with _QUEUE_LOCK:
         waiting = _WAITING.setdefault(inbox, deque())
         waiting.append((message, future, contextvars.copy_context()))
-        start = _DRAINING.get(inbox, 0) < INTAKE_THREADS
+        draining = _DRAINING.get(inbox, 0)
+        start = draining < INTAKE_THREADS
         if start:
-            _DRAINING[inbox] = _DRAINING.get(inbox, 0) + 1
+            _DRAINING[inbox] = draining + 1
     if start:
         _INTAKE.submit(_drain, inbox)
     return await asyncio.wrap_future(future)

@@ -34,7 +34,7 @@ from core.dialogue import Context, Dialogue, Reply, StatusFlow, Turn
 from core.handoff import Desk, open_ticket
 from core.messages import Capabilities, InboundMessage, Option, OutboundMessage
 from core.status import StatusService
-from core.storage.database import Database
+from core.storage.database import Database, lock_conflict
 from core.storage.models import WAITING, Conversation, Message, Ticket, utcnow
 
 log = logging.getLogger(__name__)
@@ -367,12 +367,6 @@ class Inbox:
     def _capabilities(self, channel: str) -> Capabilities:
         live = self.channels.get(channel)
         return live.capabilities if live is not None else Capabilities()
-
-
-def lock_conflict(exc: DBAPIError) -> bool:
-    """Whether the database rolled the transaction back for another's locks (SQLSTATE class 40:
-    a deadlock, a serialization failure), so that trying it again may succeed."""
-    return str(getattr(exc.orig, "sqlstate", None) or "").startswith("40")
 
 
 def _count(accepted: Sequence[Accepted], messages: Sequence[InboundMessage]) -> None:

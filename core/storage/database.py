@@ -15,7 +15,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -139,6 +139,20 @@ def _serialise_sqlite_writers(engine: Engine) -> None:
     event.listen(engine, "rollback", release)
 
 
+def writer_lock_path(database: str | None) -> str | None:
+    """The file whose flock(2) a process holds while it writes to this SQLite database file
+    (`<database>-writer`); None for an in-memory database."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return f"{database}-writer"
+
+
+def lock_conflict(exc: DBAPIError) -> bool:
+    """Whether the database rolled the transaction back for another's locks (SQLSTATE class 40:
+    a deadlock, a serialization failure), so that trying it again may succeed."""
+    return str(getattr(exc.orig, "sqlstate", None) or "").startswith("40")
+
+
 class _FileLock:
     """An exclusive flock(2) on `<database>-writer`, for one thread of this process at a time.
 
@@ -156,9 +170,8 @@ class _FileLock:
     @classmethod
     def beside(cls, database: str | None) -> _FileLock | None:
         """The lock beside a SQLite database file; None for an in-memory database."""
-        if not database or database == ":memory:" or database.startswith("file:"):
-            return None
-        return cls(f"{database}-writer")
+        path = writer_lock_path(database)
+        return cls(path) if path is not None else None
 
     def acquire(self) -> None:
         if self._fd is None or self._pid != os.getpid():
