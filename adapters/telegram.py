@@ -42,6 +42,11 @@ MAX_CALLBACK_BYTES = 64
 # Telegram refuses inline keyboards of more than 100 buttons ("reply markup is too long"); the
 # Bot API page does not state the number.
 MAX_BUTTONS = 100
+# Connections the replies share. httpx checks every kept-alive connection before each request,
+# so a pool as large as the burst of replies (PTB's default allows 256) costs CPU on every send;
+# Telegram answers one bot about 30 messages a second in all, which a few connections carry.
+# https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this
+SEND_CONNECTIONS = 8
 # Attachment kinds kept as references: the message's attribute and a content type when Telegram
 # gives none. Files are not downloaded: a download URL would carry the bot token.
 _FILE_KINDS = (
@@ -74,9 +79,12 @@ class TelegramChannel:
         # Two request objects, as python-telegram-bot itself does: a long getUpdates poll must not
         # hold a connection that replies need. No network here: `Bot.initialize()` (getMe) is never
         # called; PTB does not need it to send, and its InvalidToken message would quote the token.
+        # Replies share SEND_CONNECTIONS kept-alive connections, and a reply waits for one as long
+        # as for Telegram's answer (PTB's default is 256 connections and a 1 s wait).
+        timeouts = {"read_timeout": timeout, "write_timeout": timeout, "connect_timeout": timeout}
         self._requests = (
-            HTTPXRequest(read_timeout=timeout, write_timeout=timeout, connect_timeout=timeout),
-            HTTPXRequest(read_timeout=timeout, write_timeout=timeout, connect_timeout=timeout),
+            HTTPXRequest(connection_pool_size=SEND_CONNECTIONS, pool_timeout=timeout, **timeouts),
+            HTTPXRequest(**timeouts),
         )
         self.bot = Bot(
             token,

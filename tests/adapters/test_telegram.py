@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 import pytest
 
-from adapters.telegram import MAX_CALLBACK_BYTES, TelegramChannel, file_reference
+from adapters.telegram import MAX_CALLBACK_BYTES, SEND_CONNECTIONS, TelegramChannel, file_reference
 from core.errors import InboundRejected, PermanentChannelError, TransientChannelError
 from core.messages import Attachment, Option, OutboundMessage
-from tests.fakes.provider_api import Reply
+from tests.fakes.provider_api import Recorded, Reply
 from tests.fakes.telegram_api import TOKEN, FakeTelegramAPI, error, keyboard, load_update
 
 SECRET = "s3cr3t_token-for-tests"
@@ -214,6 +217,41 @@ async def test_a_timeout_is_transient(telegram) -> None:  # type: ignore[no-unty
     channel, _fake = telegram(send=[Reply(200, {"ok": True, "result": True}, delay=1.5)])
     with pytest.raises(TransientChannelError):
         await channel.send(reply())
+
+
+class SlowTelegramAPI(FakeTelegramAPI):
+    """sendMessage answered after `delay` seconds; `most_at_once` is the most it held at one time."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay, self.most_at_once, self._at_once, self._count = delay, 0, 0, threading.Lock()
+
+    def _send_message(self, request: Recorded) -> Reply:
+        with self._count:
+            self._at_once += 1
+            self.most_at_once = max(self.most_at_once, self._at_once)
+        time.sleep(self.delay)
+        with self._count:
+            self._at_once -= 1
+        return super()._send_message(request)
+
+
+async def test_a_burst_of_replies_shares_a_few_connections_and_waits_for_them() -> None:
+    # Four waves of 0.4 s each: the last waits 1.2 s for a connection, past python-telegram-bot's
+    # default pool timeout (1 s), within the channel's timeout.
+    fake = SlowTelegramAPI(delay=0.4)
+    channel = TelegramChannel(token=TOKEN, base_url=fake.base_url, timeout=3.0)
+    try:
+        burst = [
+            OutboundMessage(channel="telegram", user_id=str(100 + n), text="hi") for n in range(4 * SEND_CONNECTIONS)
+        ]
+        receipts = await asyncio.gather(*(channel.send(message) for message in burst))
+    finally:
+        await channel.close()
+        fake.close()
+    assert len(receipts) == len(burst)
+    assert sorted(call.form["chat_id"] for call in fake.method("sendMessage")) == sorted(m.user_id for m in burst)
+    assert fake.most_at_once == SEND_CONNECTIONS
 
 
 async def test_an_unreachable_api_is_transient() -> None:
