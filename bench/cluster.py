@@ -301,6 +301,22 @@ def wait_logged(line: str, seconds: float, process: subprocess.Popen[bytes], wha
     raise SystemExit(f"bench: {what} did not start within {seconds:.0f} s")
 
 
+def tree_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds of a process and its children, living or exited (a PostgreSQL server and its
+    backends): each one's own time and that of its children it has waited for."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, found = 0, False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if int(stat.parent.name) == pid or int(fields[1]) == pid:
+            found = found or int(stat.parent.name) == pid
+            total += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+    return total / tick if found else None
+
+
 def cpu_seconds(pid: int | None) -> float | None:
     """User + system CPU seconds of a process so far, from /proc (Linux); this process's for None."""
     if pid is None:

@@ -43,8 +43,9 @@ as the `postgres` user when this runs as root) on a free port, and deletes it af
 
 This file is the entry point (options and main); the rest lives beside it: bench/common.py (the
 address, credentials, limits and targets), bench/fake_provider.py (the fake provider and the bare
-endpoint), bench/cluster.py (the throwaway cluster and the child processes), bench/traffic.py (the
-signed webhooks, the client and the phases) and bench/report.py (percentiles, table, verdicts).
+endpoint), bench/postgres.py (the throwaway PostgreSQL cluster), bench/cluster.py (the child
+processes), bench/traffic.py (the signed webhooks, the client and the phases) and bench/report.py
+(percentiles, table, verdicts).
 """
 
 from __future__ import annotations

@@ -100,6 +100,14 @@ class TempPostgres:
         )
         return f"postgresql+psycopg://postgres@{HOST}:{self.port}/saypro_bench"
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process id (postmaster.pid's first line), while it runs."""
+        try:
+            return int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            return None
+
     def stop(self) -> None:
         try:
             if self.started:

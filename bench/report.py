@@ -117,7 +117,11 @@ def rows(runs: list[DatabaseRun], args: argparse.Namespace) -> list[list[str]]:
     processes = (
         f"1 web process + {args.workers} worker{'s' if args.workers > 1 else ''}" if args.workers else "1 web process"
     )
-    cpu = ("bot", "workers", "fake", "load generator") if args.workers else ("bot", "fake", "load generator")
+    cpu = (
+        ("bot", "workers", "database", "fake", "load generator")
+        if args.workers
+        else ("bot", "database", "fake", "load generator")
+    )
     return [
         [
             f"sustained messages/s, {processes} ({args.clients} users, closed loop)",
@@ -179,7 +183,7 @@ def rows(runs: list[DatabaseRun], args: argparse.Namespace) -> list[list[str]]:
             *(pair(run, "capacity", "e2e_p50_ms", "e2e_p99_ms", over=late) for run in runs),
         ],
         [
-            f"CPU cores at capacity: bot{' / workers' if args.workers else ''} / fake provider / load generator",
+            f"CPU cores at capacity: bot{' / workers' if args.workers else ''} / PostgreSQL server / fake provider / load generator",
             *(" / ".join(fmt((run.figure("capacity", "cpu_cores") or {}).get(name)) for name in cpu) for run in runs),
         ],
         [

@@ -59,6 +59,7 @@ async def run_database(label: str, database_url: str | None, args: argparse.Name
             maker,
             connections=connections,
             timeout=args.request_timeout,
+            database_pid=postgres.pid if postgres is not None else None,
         )
         try:
             await phases(run, driver, args, label, children, workdir)

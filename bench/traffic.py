@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from bench.cluster import Children, cpu_seconds
+from bench.cluster import Children, cpu_seconds, tree_cpu_seconds
 from bench.common import HOST, MAX_REQUESTS_PER_PHASE
 from bench.report import PhaseResult, ms, percentile
 from bench.webhooks import MessageMaker, Outgoing
@@ -67,6 +67,7 @@ class Driver:
         *,
         connections: int,
         timeout: float,
+        database_pid: int | None = None,
     ) -> None:
         import aiohttp
 
@@ -80,6 +81,7 @@ class Driver:
             "bare": children.bare.pid,
             "load generator": None,
         }
+        self.database_pid = database_pid  # the throwaway PostgreSQL server's, counted with its backends
         self.replies = replies
         self.maker = maker
         self.session = aiohttp.ClientSession(
@@ -257,7 +259,9 @@ class Driver:
         return time.monotonic() - start
 
     def _cpu(self) -> dict[str, float | None]:
-        return {name: _cpu_of(pid) for name, pid in self.pids.items()}
+        cpu = {name: _cpu_of(pid) for name, pid in self.pids.items()}
+        cpu["database"] = tree_cpu_seconds(self.database_pid) if self.database_pid is not None else None
+        return cpu
 
     def _cores(self, before: dict[str, float | None], seconds: float) -> dict[str, float | None]:
         after = self._cpu()

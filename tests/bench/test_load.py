@@ -140,3 +140,17 @@ def test_bad_options_are_refused(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as stopped:
         load.parse_args(argv)
     assert stopped.value.code == 2
+
+
+def test_a_servers_cpu_counts_its_children() -> None:
+    burner = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\nprint(flush=True)\ntime.sleep(30)"
+    before = cluster.tree_cpu_seconds(os.getpid())
+    child = subprocess.Popen([sys.executable, "-c", burner], stdout=subprocess.PIPE)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == b"\n"  # it has burnt its 0.3 s
+        after = cluster.tree_cpu_seconds(os.getpid())
+    finally:
+        child.kill()
+        child.communicate()
+    assert before is not None and after is not None and after - before >= 0.3
+    assert cluster.tree_cpu_seconds(2**22 + 1) is None  # past pid_max: no such process
