@@ -138,8 +138,8 @@ class Answerer:
         """The messages answered in one transaction (Inbox.process_all), or None when it rolled back."""
         leased: list[list[Claim]] = []
 
-        def lease(session: Session, item_ids: list[int]) -> None:
-            leased.append(self.dispatcher.lease(session, item_ids))
+        def lease(session: Session, answers: list[list[int]]) -> None:
+            leased[:] = self.dispatcher.lease_all(session, answers)
 
         try:
             written = self.inbox.process_all(message_ids, screen=self.throttle.screen, written=lease)

@@ -54,15 +54,17 @@ _LOCK_CONVERSATION = (
 )
 # The conversations of a batch of messages (process_all), locked up front in the order of their ids:
 # two batches that share conversations then lock them in the same order, never each other's first.
+# Loaded with their identities, as _LOCK_CONVERSATION loads one.
 _LOCK_CONVERSATIONS = (
-    select(Conversation.id)
+    select(Conversation)
     .where(
         Conversation.id.in_(
             select(Message.conversation_id).where(Message.id.in_(bindparam("message_ids", expanding=True)))
         )
     )
+    .options(joinedload(Conversation.identity, innerjoin=True))
     .order_by(Conversation.id)
-    .with_for_update(key_share=True)
+    .with_for_update(of=Conversation, key_share=True)
 )
 # A transaction the server rolled back because of another's locks (a deadlock, a serialization
 # failure: SQLSTATE class 40) is tried again this many times in all, then left for the sweep.
@@ -78,6 +80,16 @@ _WAITING = (
     )
     .order_by(Message.id)
 )
+# The same for a batch's conversations (process_all), read once under their locks.
+_WAITING_IN = (
+    select(Message)
+    .where(
+        Message.conversation_id.in_(bindparam("conversation_ids", expanding=True)),
+        WAITING,
+        Message.id <= bindparam("message_id"),
+    )
+    .order_by(Message.id)
+)
 # Every inbound message still waiting, oldest first (`pending`): each worker runs it every 10 ms
 # under load with ANSWERS_BY_WORKERS, so it is built once, as the statements of every answer are.
 _PENDING = select(Message.id).where(WAITING).order_by(Message.id).limit(bindparam("limit"))
@@ -88,6 +100,8 @@ _PENDING_BEFORE = _PENDING.where(Message.created_at < bindparam("before"))
 Screen = Callable[[Session, Conversation, Message], "list[int] | None"]
 # Told, in the transaction that wrote them, which outbox rows an answer wrote (Inbox.process).
 Written = Callable[[Session, "list[int]"], None]
+# The same for a batch (Inbox.process_all): each message's rows, in the batch's order.
+WrittenAll = Callable[[Session, "list[list[int]]"], None]
 
 
 @dataclass(frozen=True)
@@ -201,25 +215,49 @@ class Inbox:
             return item_ids
 
     def process_all(
-        self, message_ids: Sequence[int], *, screen: Screen | None = None, written: Written | None = None
+        self, message_ids: Sequence[int], *, screen: Screen | None = None, written: WrittenAll | None = None
     ) -> list[list[int]]:
         """`process` for several messages in one transaction, one commit for all (bots.answering
         answers a lane's batch this way), in the order given: each message's outbox rows.
 
         The messages' conversations are locked first, in the order of their ids, so that two
-        batches sharing conversations take turns instead of deadlocking. `written` is called for
-        each message in turn, as `process` calls it. Any error rolls back every answer and is
+        batches sharing conversations take turns instead of deadlocking; their waiting messages
+        are then read in one statement, not one per message. `written` is called once, with every
+        message's rows, at the end of the transaction. Any error rolls back every answer and is
         raised: the caller then processes the messages one by one, where a failure to decide one
         is answered with an apology.
         """
         answers: list[list[int]] = []
         with self.database.transaction() as session:
-            session.execute(_LOCK_CONVERSATIONS, {"message_ids": list(message_ids)})
+            conversations = {
+                conversation.id: conversation
+                for conversation in session.scalars(_LOCK_CONVERSATIONS, {"message_ids": list(message_ids)}).unique()
+            }
+            waiting: dict[int, list[Message]] = {}
+            if conversations:
+                found = session.scalars(
+                    _WAITING_IN, {"conversation_ids": list(conversations), "message_id": max(message_ids)}
+                )
+                for message in found:
+                    waiting.setdefault(message.conversation_id, []).append(message)
+            where = {message.id: message.conversation_id for queue in waiting.values() for message in queue}
             for message_id in message_ids:
-                item_ids = self._process(session, message_id, screen)
-                if written is not None:
-                    written(session, item_ids)
+                conversation_id = where.get(message_id)
+                item_ids = (
+                    self._answer_waiting(
+                        session,
+                        conversations[conversation_id],
+                        # Answered meanwhile by an earlier message of this batch: marked on the instance.
+                        [m for m in waiting[conversation_id] if m.id <= message_id and m.processed_at is None],
+                        message_id,
+                        screen,
+                    )
+                    if conversation_id is not None
+                    else []  # answered already, or not an inbound message
+                )
                 answers.append(item_ids)
+            if written is not None:
+                written(session, answers)
         return answers
 
     def handle(self, message: InboundMessage) -> tuple[Accepted, list[int]]:
@@ -243,8 +281,19 @@ class Inbox:
         conversation = session.scalars(_LOCK_CONVERSATION, {"message_id": message_id}).first()
         if conversation is None:
             return []
-        # Answer in the order the user wrote: earlier messages still waiting go first.
         waiting = list(session.scalars(_WAITING, {"conversation_id": conversation.id, "message_id": message_id}))
+        return self._answer_waiting(session, conversation, waiting, message_id, screen)
+
+    def _answer_waiting(
+        self,
+        session: Session,
+        conversation: Conversation,
+        waiting: list[Message],
+        message_id: int,
+        screen: Screen | None,
+    ) -> list[int]:
+        """Answer `message_id` under its conversation's lock, `waiting` its conversation's messages
+        not answered yet up to it: in the order the user wrote, earlier messages still waiting go first."""
         if not waiting or waiting[-1].id != message_id:
             return []  # answered already (or not an inbound message)
         if screen is not None:

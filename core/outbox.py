@@ -23,8 +23,9 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Row, Select, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -33,7 +34,17 @@ from core.channels import ChannelRegistry
 from core.deliveries import mark_unreachable
 from core.errors import ChannelError, PermanentChannelError, TransientChannelError
 from core.messages import Option, OutboundMessage, Receipt
-from core.outbox_rows import LEASE, LEASE_AND_REACH, REACH, SENT, behind_a_pending_row, lease_free, template_of
+from core.outbox_rows import (
+    LEASE,
+    LEASE_ALL,
+    LEASE_ALL_AND_REACH,
+    LEASE_AND_REACH,
+    REACH,
+    SENT,
+    behind_a_pending_row,
+    lease_free,
+    template_of,
+)
 from core.storage.database import Database
 from core.storage.models import OutboxItem, utcnow
 
@@ -164,16 +175,36 @@ class Dispatcher:
         with self.database.transaction() as session:
             return self._lease(session, item_id)
 
+    def lease_all(self, session: Session, answers: Sequence[Sequence[int]]) -> list[list[Claim]]:
+        """`lease` for several answers' rows in one statement, each answer's claims in turn.
+
+        Only each answer's first row can be leased: its second waits behind the first, pending
+        until sent, as `lease` finds. The statement sees every row the batch wrote, so of two
+        answers to one conversation only the earlier one's first row is leased, as one `lease`
+        after the other would.
+        """
+        firsts = [item_ids[0] for item_ids in answers if item_ids]
+        claims: dict[int, Claim] = {}
+        if firsts:
+            statement = LEASE_ALL_AND_REACH if self._reach_in_lease else LEASE_ALL
+            for row in session.execute(statement, {"item_ids": firsts, **self._lease_times()}):
+                claims[row.id] = self._claim(session, row)
+        return [[claims[item_ids[0]]] if item_ids and item_ids[0] in claims else [] for item_ids in answers]
+
+    def _lease_times(self) -> dict[str, datetime]:
+        now = self.clock()
+        return {"now": now, "lease": now + timedelta(seconds=self.policy.lease_seconds)}
+
     def _lease(self, session: Session, item_id: int) -> Claim | None:
         """The row, leased, and why it may not be sent (`_refusal`); None if it was not leased."""
-        now = self.clock()
-        lease = now + timedelta(seconds=self.policy.lease_seconds)
         # The conditional UPDATE returns the row it leased (SQLite 3.35+, PostgreSQL), on PostgreSQL
         # with its recipient's reach (LEASE_AND_REACH).
         statement = LEASE_AND_REACH if self._reach_in_lease else LEASE
-        row = session.execute(statement, {"item_id": item_id, "now": now, "lease": lease}).first()
-        if row is None:
-            return None
+        row = session.execute(statement, {"item_id": item_id, **self._lease_times()}).first()
+        return None if row is None else self._claim(session, row)
+
+    def _claim(self, session: Session, row: Row[Any]) -> Claim:
+        """A leased row (LEASE's or LEASE_AND_REACH's) as a claim."""
         values = dict(row._mapping)
         reach: Reach | None = None
         if self._reach_in_lease:

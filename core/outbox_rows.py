@@ -52,26 +52,32 @@ def _recipients(column: ColumnElement[Any]) -> ColumnElement[Any]:
     )
 
 
-# A lease: the same conditions as a due row's claim (core.outbox's `_due_query`), on one row.
-LEASE = (
-    update(_outbox)
-    .where(
-        _outbox.c.id == bindparam("item_id"),
-        _outbox.c.status == "pending",
-        lease_free(bindparam("now")),
-        ~behind_a_pending_row(),
+def _lease(rows: ColumnElement[bool]) -> Any:
+    """A lease: the same conditions as a due row's claim (core.outbox's `_due_query`), on `rows`."""
+    return (
+        update(_outbox)
+        .where(rows, _outbox.c.status == "pending", lease_free(bindparam("now")), ~behind_a_pending_row())
+        .values(leased_until=bindparam("lease"))
+        .returning(*_outbox.c)
     )
-    .values(leased_until=bindparam("lease"))
-    .returning(*_outbox.c)
-)
-# The same, returning too what core.outbox's `_refusal` asks of the recipient (REACH): one statement
-# instead of two, on PostgreSQL. SQLite reads a table in a RETURNING subquery whole, without its
-# index (EXPLAIN QUERY PLAN, SQLite 3.40), so it runs the two.
-LEASE_AND_REACH = LEASE.returning(
-    _recipients(_identities.c.id).label("recipient_id"),
-    _recipients(_identities.c.unreachable_at).label("recipient_unreachable_at"),
-    _recipients(_identities.c.last_seen_at).label("recipient_last_seen_at"),
-)
+
+
+def _and_reach(lease: Any) -> Any:
+    """The lease returning too what core.outbox's `_refusal` asks of the recipient (REACH): one
+    statement instead of two, on PostgreSQL. SQLite reads a table in a RETURNING subquery whole,
+    without its index (EXPLAIN QUERY PLAN, SQLite 3.40), so it runs the two."""
+    return lease.returning(
+        _recipients(_identities.c.id).label("recipient_id"),
+        _recipients(_identities.c.unreachable_at).label("recipient_unreachable_at"),
+        _recipients(_identities.c.last_seen_at).label("recipient_last_seen_at"),
+    )
+
+
+# One row, and several (a batch of answers' first rows, core.outbox's `lease_all`).
+LEASE = _lease(_outbox.c.id == bindparam("item_id"))
+LEASE_AND_REACH = _and_reach(LEASE)
+LEASE_ALL = _lease(_outbox.c.id.in_(bindparam("item_ids", expanding=True)))
+LEASE_ALL_AND_REACH = _and_reach(LEASE_ALL)
 REACH = select(_identities.c.unreachable_at, _identities.c.last_seen_at).where(
     _identities.c.channel == bindparam("channel"), _identities.c.user_id == bindparam("user_id")
 )

@@ -160,6 +160,22 @@ def test_a_batch_is_answered_in_one_transaction_each_message_in_order_and_once(s
     assert first.id < second.id and "Payouts" in first.text and second.status == "pending"
 
 
+def test_a_batch_given_a_later_message_first_answers_the_earlier_one_first_and_once(services: Services) -> None:
+    first, second = (
+        services.inbox.receive(InboundMessage(channel="fake", user_id="u", provider_message_id=f"x{n}", text=text))
+        for n, text in enumerate(("hi", "when is my payout"))
+    )
+    others = received(services, 2)
+    answers = services.inbox.process_all([others[0], second.message_id, first.message_id, others[1]])
+    assert answers[0] and answers[3]
+    assert answers[2] == []  # answered with the later one, in the order written
+    rows = {row.id: row for row in outbox(services)}
+    answered = [rows[item_id].text for item_id in answers[1]]
+    payout = next(n for n, text in enumerate(answered) if "Payouts are sent" in text)
+    assert answered[0].startswith("Hi!") and 0 < payout  # the greeting for "hi" first
+    assert unanswered(services) == 0
+
+
 def test_a_message_that_cannot_be_decided_is_answered_alone_and_the_others_as_usual(services: Services) -> None:
     ids = received(services, 2)
     boom = services.inbox.receive(InboundMessage(channel="fake", user_id="ub", provider_message_id="mb", text="boom"))

@@ -286,3 +286,48 @@ def test_a_lease_reads_its_own_recipients_reach(fake_bot) -> None:  # type: igno
         "blocked": "the user cannot be reached on this channel",
         "reachable": None,
     }
+
+
+def test_a_batchs_leases_in_one_statement_are_those_of_one_lease_after_the_other(fake_bot) -> None:  # type: ignore[no-untyped-def]
+    """lease_all (a batch of answers) leases each answer's first row when nothing of its conversation
+    is pending before it, and reads each recipient's reach, exactly as `lease` per answer does."""
+    from core.storage.models import ChannelIdentity
+
+    fake_bot.say("hello", user="twice", send=False)
+    first_answer = len(rows(fake_bot.database))
+    fake_bot.say("hi again", user="twice", send=False)  # behind the first answer's rows
+    fake_bot.say("hello", user="blocked", send=False)
+    fake_bot.say("hello", user="reachable", send=False)
+    with fake_bot.database.transaction() as session:
+        blocked = session.scalars(select(ChannelIdentity).where(ChannelIdentity.user_id == "blocked")).one()
+        blocked.unreachable_at = datetime.now(UTC)
+    by_user: dict[str, list[int]] = {}
+    for row in rows(fake_bot.database):
+        by_user.setdefault(row.user_id, []).append(row.id)
+    twice = by_user["twice"]
+    answers = [twice[:first_answer], twice[first_answer:], [], by_user["blocked"], by_user["reachable"]]
+    dispatcher = Dispatcher(fake_bot.database, ChannelRegistry([RecordingChannel("console")]))
+
+    def leased(claims: list) -> list[tuple[int, str | None]]:  # type: ignore[type-arg]
+        return [(item.id, refusal) for item, refusal in claims]
+
+    class RolledBack(Exception):
+        pass
+
+    one_by_one = []
+    with pytest.raises(RolledBack), fake_bot.database.transaction() as session:
+        one_by_one = [leased(dispatcher.lease(session, item_ids)) for item_ids in answers]
+        raise RolledBack  # the leases are undone, for lease_all to take the same rows
+    with fake_bot.database.transaction() as session:
+        together = [leased(claims) for claims in dispatcher.lease_all(session, answers)]
+    assert (
+        together
+        == one_by_one
+        == [
+            [(twice[0], None)],
+            [],
+            [],
+            [(by_user["blocked"][0], "the user cannot be reached on this channel")],
+            [(by_user["reachable"][0], None)],
+        ]
+    )

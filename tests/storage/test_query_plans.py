@@ -27,10 +27,12 @@ pytestmark = pytest.mark.only_on(
 def plan(database: Database, statement: Executable, **params: Any) -> str:
     """SQLite's EXPLAIN QUERY PLAN for `statement` with these parameters, one step per '|'."""
     compiled = statement.compile(database.engine)  # type: ignore[attr-defined]
-    values = compiled.construct_params(params)
+    # expanded: an IN's list becomes one parameter per value, as when the statement runs
+    expanded = compiled.construct_expanded_state(params)
     with database.engine.connect() as connection:
         rows = connection.exec_driver_sql(
-            f"EXPLAIN QUERY PLAN {compiled}", tuple(values[name] for name in compiled.positiontup or ())
+            f"EXPLAIN QUERY PLAN {expanded.statement}",
+            tuple(expanded.parameters[name] for name in expanded.positiontup or ()),
         )
         return " | ".join(str(row[3]) for row in rows)
 
@@ -53,6 +55,21 @@ def test_an_answer_reads_only_its_conversations_waiting_messages(database: Datab
     steps = plan(database, core.inbox._WAITING, conversation_id=1, message_id=10)
     assert "ix_messages_waiting_conversation (conversation_id=? AND id<?)" in steps, steps
     assert "SCAN" not in steps and "TEMP B-TREE" not in steps, steps
+
+
+def test_a_batch_reads_only_its_conversations_waiting_messages(database: Database) -> None:
+    steps = plan(database, core.inbox._WAITING_IN, conversation_ids=[1, 2, 3], message_id=10)
+    assert "ix_messages_waiting_conversation (conversation_id=? AND id<?)" in steps, steps
+    assert "SCAN" not in steps, steps  # the sort is of the batch's waiting messages alone
+
+
+def test_a_batchs_lease_looks_only_at_its_rows_and_their_conversations_pending_rows(database: Database) -> None:
+    steps = plan(
+        database, core.outbox_rows.LEASE_ALL, item_ids=[1, 2, 3], now="2026-01-01 00:00:00", lease="2026-01-01 00:00:30"
+    )
+    assert "SEARCH outbox USING INTEGER PRIMARY KEY (rowid=?)" in steps, steps
+    assert "ix_outbox_conversation_pending (conversation_id=? AND status=? AND rowid<?)" in steps, steps
+    assert "SCAN" not in steps, steps
 
 
 @pytest.mark.parametrize("statement", ["_PENDING", "_PENDING_BEFORE"])
