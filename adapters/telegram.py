@@ -20,8 +20,8 @@ from telegram.error import (
     RetryAfter,
     TelegramError,
 )
-from telegram.request import HTTPXRequest
 
+from adapters.telegram_http import AiohttpRequest
 from core.errors import ChannelError, InboundRejected, PermanentChannelError, TransientChannelError
 from core.markup import to_plain, to_telegram_html
 from core.messages import Attachment, Capabilities, InboundMessage, Option, OutboundMessage, Receipt
@@ -42,9 +42,8 @@ MAX_CALLBACK_BYTES = 64
 # Telegram refuses inline keyboards of more than 100 buttons ("reply markup is too long"); the
 # Bot API page does not state the number.
 MAX_BUTTONS = 100
-# Connections the replies share. httpx checks every kept-alive connection before each request,
-# so a pool as large as the burst of replies (PTB's default allows 256) costs CPU on every send;
-# Telegram answers one bot about 30 messages a second in all, which a few connections carry.
+# Connections the replies share: Telegram answers one bot about 30 messages a second in all,
+# which a few connections carry.
 # https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this
 SEND_CONNECTIONS = 8
 # Attachment kinds kept as references: the message's attribute and a content type when Telegram
@@ -81,10 +80,9 @@ class TelegramChannel:
         # called; PTB does not need it to send, and its InvalidToken message would quote the token.
         # Replies share SEND_CONNECTIONS kept-alive connections, and a reply waits for one as long
         # as for Telegram's answer (PTB's default is 256 connections and a 1 s wait).
-        timeouts = {"read_timeout": timeout, "write_timeout": timeout, "connect_timeout": timeout}
         self._requests = (
-            HTTPXRequest(connection_pool_size=SEND_CONNECTIONS, pool_timeout=timeout, **timeouts),
-            HTTPXRequest(**timeouts),
+            AiohttpRequest(connections=SEND_CONNECTIONS, timeout=timeout),
+            AiohttpRequest(connections=1, timeout=timeout),
         )
         self.bot = Bot(
             token,

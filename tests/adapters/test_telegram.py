@@ -254,6 +254,20 @@ async def test_a_burst_of_replies_shares_a_few_connections_and_waits_for_them() 
     assert fake.most_at_once == SEND_CONNECTIONS
 
 
+def test_a_channel_sends_from_one_event_loop_then_another() -> None:
+    """aiohttp's connections belong to the event loop that made them: a command that runs
+    asyncio.run twice (saypro-bot chat, say) gets a new session in the second."""
+    fake = FakeTelegramAPI()
+    channel = TelegramChannel(token=TOKEN, base_url=fake.base_url, timeout=3.0)
+    try:
+        for text in ("first", "second"):
+            asyncio.run(channel.send(OutboundMessage(channel="telegram", user_id=CHAT, text=text)))
+    finally:
+        asyncio.run(channel.close())
+        fake.close()
+    assert fake.sent_texts() == ["first", "second"]
+
+
 async def test_an_unreachable_api_is_transient() -> None:
     from tests.fakes.live import free_port
 
