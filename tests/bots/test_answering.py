@@ -370,18 +370,21 @@ def test_two_batches_sharing_conversations_in_opposite_orders_do_not_deadlock(
 ) -> None:
     a, b = received(services, 2)
     meet = threading.Barrier(2, timeout=2)
-    real = services.inbox._process
+    real, met = services.inbox._answer_waiting, Counter[int]()
 
-    def meeting(session: Session, message_id: int, screen: object = None) -> list[int]:
-        answered = real(session, message_id)
+    def meeting(session: Session, conversation: object, waiting: list, message_id: int, screen: object) -> list[int]:  # type: ignore[type-arg]
+        answered = real(session, conversation, waiting, message_id, screen)  # type: ignore[arg-type]
+        met[message_id] += 1
         with contextlib.suppress(threading.BrokenBarrierError):
             meet.wait()  # each batch holds its first conversation here, unless it holds both
         return answered
 
-    monkeypatch.setattr(services.inbox, "_process", meeting)
+    # the step process_all takes for each message, its conversations locked
+    monkeypatch.setattr(services.inbox, "_answer_waiting", meeting)
     with ThreadPoolExecutor(2) as pool:  # a deadlock would roll one back with an error
         answers = list(pool.map(services.inbox.process_all, [[a, b], [b, a]]))
     assert sorted(len([rows for rows in answer if rows]) for answer in answers) == [0, 2]
+    assert met == {a: 1, b: 1}  # one batch answered both, under both locks; the other found them answered
     assert unanswered(services) == 0
 
 
