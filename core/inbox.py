@@ -233,29 +233,25 @@ class Inbox:
                 conversation.id: conversation
                 for conversation in session.scalars(_LOCK_CONVERSATIONS, {"message_ids": list(message_ids)}).unique()
             }
-            waiting: dict[int, list[Message]] = {}
+            waiting: dict[int, Message] = {}  # by id, in order
             if conversations:
                 found = session.scalars(
                     _WAITING_IN, {"conversation_ids": list(conversations), "message_id": max(message_ids)}
                 )
-                for message in found:
-                    waiting.setdefault(message.conversation_id, []).append(message)
-            where = {message.id: message.conversation_id for queue in waiting.values() for message in queue}
+                waiting = {message.id: message for message in found}
             for message_id in message_ids:
-                conversation_id = where.get(message_id)
-                item_ids = (
-                    self._answer_waiting(
-                        session,
-                        conversations[conversation_id],
-                        # Answered meanwhile by an earlier message of this batch: marked on the instance.
-                        [m for m in waiting[conversation_id] if m.id <= message_id and m.processed_at is None],
-                        message_id,
-                        screen,
-                    )
-                    if conversation_id is not None
-                    else []  # answered already, or not an inbound message
-                )
-                answers.append(item_ids)
+                if message_id not in waiting:
+                    answers.append([])  # answered already, or not an inbound message
+                    continue
+                conversation_id = waiting[message_id].conversation_id
+                # Its conversation's messages up to it; one answered with an earlier message of the
+                # batch is marked so on its instance.
+                queue = [
+                    m
+                    for m in waiting.values()
+                    if m.conversation_id == conversation_id and m.id <= message_id and m.processed_at is None
+                ]
+                answers.append(self._answer_waiting(session, conversations[conversation_id], queue, message_id, screen))
             if written is not None:
                 written(session, answers)
         return answers
