@@ -153,12 +153,9 @@ def _wait_stopped(pid: int, timeout: float = 2.0) -> None:
     """Until the process's state is "stopped" (T): a signal is delivered, not acted on, at once."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            return  # gone, or no /proc: nothing to wait for
-        if state in ("T", "t"):
-            return
+        fields = _stat(Path(f"/proc/{pid}/stat"))
+        if fields is None or fields[0] in ("T", "t"):
+            return  # stopped; or gone, or no /proc: nothing to wait for
         time.sleep(0.001)
 
 
@@ -304,25 +301,30 @@ def wait_logged(line: str, seconds: float, process: subprocess.Popen[bytes], wha
 def tree_cpu_seconds(pid: int) -> float | None:
     """CPU seconds of a process and its children, living or exited (a PostgreSQL server and its
     backends): each one's own time and that of its children it has waited for."""
-    tick = os.sysconf("SC_CLK_TCK")
     total, found = 0, False
     for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
+        fields = _stat(stat)
+        if fields is None:
             continue  # gone meanwhile
         if int(stat.parent.name) == pid or int(fields[1]) == pid:
             found = found or int(stat.parent.name) == pid
             total += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
-    return total / tick if found else None
+    return total / os.sysconf("SC_CLK_TCK") if found else None
 
 
 def cpu_seconds(pid: int | None) -> float | None:
     """User + system CPU seconds of a process so far, from /proc (Linux); this process's for None."""
     if pid is None:
         return time.process_time()
+    fields = _stat(Path(f"/proc/{pid}/stat"))
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") if fields is not None else None
+
+
+def _stat(path: Path) -> list[str] | None:
+    """A /proc/<pid>/stat's fields after the command name, from the state on (proc(5) numbers them
+    from 3); None when the process is gone or there is no /proc."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
+        fields = path.read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
         return None
+    return fields if len(fields) > 12 else None
