@@ -153,9 +153,6 @@ def configure(level: str = "INFO", *, stream: IO[str] | None = None) -> None:
     root.handlers[:] = [existing for existing in root.handlers if not getattr(existing, "_saypro", False)]
     root.addHandler(handler)
     root.setLevel(level)
-    # httpx logs every request at INFO: a line per reply sent through python-telegram-bot, the bot
-    # token in its URL. Those lines come back with LOG_LEVEL=DEBUG.
-    logging.getLogger("httpx").setLevel(logging.NOTSET if root.level <= logging.DEBUG else logging.WARNING)
     REDACTOR.add_secrets(os.environ.get(name) for name in SECRET_VARIABLES)
     protect_handlers()
 

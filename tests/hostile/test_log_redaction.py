@@ -48,12 +48,11 @@ SMTP_PASSWORD = "smtp-pa55word-Hq2"
 @pytest.fixture()
 def root_logging() -> Iterator[None]:
     """Leave the root logger as the test found it."""
-    root, httpx = logging.getLogger(), logging.getLogger("httpx")
-    handlers, level, httpx_level = root.handlers[:], root.level, httpx.level
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
-    httpx.setLevel(httpx_level)
 
 
 def line(message: str, *args: object, **extra: object) -> str:
@@ -128,16 +127,6 @@ def test_configure_redacts_on_every_root_handler_and_knows_the_environment_secre
     logging.getLogger("saypro.test").info("token %s for %s", TWILIO_TOKEN, EMAIL)
     for written in (ours.getvalue(), other.getvalue()):
         assert "token [redacted]" in written and TWILIO_TOKEN not in written and EMAIL not in written
-
-
-@pytest.mark.parametrize(("level", "logged"), [("INFO", False), ("WARNING", False), ("DEBUG", True)])
-def test_httpx_request_lines_only_at_debug(root_logging, level: str, logged: bool) -> None:  # type: ignore[no-untyped-def]
-    ours = io.StringIO()
-    logs.configure(level, stream=ours)
-    logging.getLogger("httpx").info("HTTP Request: POST https://api.telegram.org/bot[redacted]/sendMessage")
-    logging.getLogger("httpx").warning("something httpx warns of")
-    assert ("HTTP Request" in ours.getvalue()) is logged
-    assert "something httpx warns of" in ours.getvalue()
 
 
 # The realistic flow ---------------------------------------------------------------------------
