@@ -14,9 +14,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from core import incidents, metrics, texts
 from core.channels import ChannelRegistry
@@ -35,65 +35,23 @@ from core.handoff import Desk, open_ticket
 from core.messages import Capabilities, InboundMessage, Option, OutboundMessage
 from core.status import StatusService
 from core.storage.database import Database, lock_conflict
-from core.storage.models import WAITING, Conversation, Message, Ticket, utcnow
+from core.storage.models import Conversation, Message, Ticket, utcnow
+from core.waiting import (
+    LOCK_CONVERSATION,
+    LOCK_CONVERSATIONS,
+    PENDING,
+    PENDING_BEFORE,
+    WAITING_IN_CONVERSATION,
+    WAITING_IN_CONVERSATIONS,
+)
 
 log = logging.getLogger(__name__)
 # A status question left waiting longer than this (for a reference or a code) is forgotten.
 STATUS_FLOW_TTL = timedelta(minutes=30)
 
-_LOCK_CONVERSATION = (
-    select(Conversation)
-    .where(
-        Conversation.id
-        == select(Message.conversation_id).where(Message.id == bindparam("message_id")).scalar_subquery()
-    )
-    .options(joinedload(Conversation.identity, innerjoin=True))  # for the replies' recipient, in the same query
-    # FOR NO KEY UPDATE on PostgreSQL: answers of one conversation still take turns, but a message
-    # stored for it meanwhile (its foreign key takes a KEY SHARE lock on the row) need not wait
-    .with_for_update(of=Conversation, key_share=True)
-)
-# The conversations of a batch of messages (process_all), locked up front in the order of their ids:
-# two batches that share conversations then lock them in the same order, never each other's first.
-# Loaded with their identities, as _LOCK_CONVERSATION loads one.
-_LOCK_CONVERSATIONS = (
-    select(Conversation)
-    .where(
-        Conversation.id.in_(
-            select(Message.conversation_id).where(Message.id.in_(bindparam("message_ids", expanding=True)))
-        )
-    )
-    .options(joinedload(Conversation.identity, innerjoin=True))
-    .order_by(Conversation.id)
-    .with_for_update(of=Conversation, key_share=True)
-)
 # A transaction the server rolled back because of another's locks (a deadlock, a serialization
 # failure: SQLSTATE class 40) is tried again this many times in all, then left for the sweep.
 CONFLICT_ATTEMPTS = 3
-# Written with the condition of the partial indexes on waiting messages word for word (WAITING):
-# a condition with a bound parameter for 'in' does not tell SQLite's planner that they apply.
-_WAITING = (
-    select(Message)
-    .where(
-        Message.conversation_id == bindparam("conversation_id"),
-        WAITING,
-        Message.id <= bindparam("message_id"),
-    )
-    .order_by(Message.id)
-)
-# The same for a batch's conversations (process_all), read once under their locks.
-_WAITING_IN = (
-    select(Message)
-    .where(
-        Message.conversation_id.in_(bindparam("conversation_ids", expanding=True)),
-        WAITING,
-        Message.id <= bindparam("message_id"),
-    )
-    .order_by(Message.id)
-)
-# Every inbound message still waiting, oldest first (`pending`): each worker runs it every 10 ms
-# under load with ANSWERS_BY_WORKERS, so it is built once, as the statements of every answer are.
-_PENDING = select(Message.id).where(WAITING).order_by(Message.id).limit(bindparam("limit"))
-_PENDING_BEFORE = _PENDING.where(Message.created_at < bindparam("before"))
 
 
 # Decides, before a message is answered, whether to answer it (core.ratelimit.Throttle.screen).
@@ -231,12 +189,12 @@ class Inbox:
         with self.database.transaction() as session:
             conversations = {
                 conversation.id: conversation
-                for conversation in session.scalars(_LOCK_CONVERSATIONS, {"message_ids": list(message_ids)}).unique()
+                for conversation in session.scalars(LOCK_CONVERSATIONS, {"message_ids": list(message_ids)}).unique()
             }
             waiting: dict[int, Message] = {}  # by id, in order
             if conversations:
                 found = session.scalars(
-                    _WAITING_IN, {"conversation_ids": list(conversations), "message_id": max(message_ids)}
+                    WAITING_IN_CONVERSATIONS, {"conversation_ids": list(conversations), "message_id": max(message_ids)}
                 )
                 waiting = {message.id: message for message in found}
             for message_id in message_ids:
@@ -266,7 +224,7 @@ class Inbox:
     def pending(self, *, before: datetime | None = None, limit: int = 100) -> list[int]:
         """Inbound messages not yet answered (stored before `before`, if given), oldest first."""
         query, params = (
-            (_PENDING, {"limit": limit}) if before is None else (_PENDING_BEFORE, {"limit": limit, "before": before})
+            (PENDING, {"limit": limit}) if before is None else (PENDING_BEFORE, {"limit": limit, "before": before})
         )
         with self.database.rows() as connection:
             return list(connection.scalars(query, params))
@@ -274,10 +232,12 @@ class Inbox:
     def _process(self, session: Session, message_id: int, screen: Screen | None = None) -> list[int]:
         # The conversation is locked first (found through the message), and its messages read
         # under the lock, so a process that answered this one meanwhile is seen to have.
-        conversation = session.scalars(_LOCK_CONVERSATION, {"message_id": message_id}).first()
+        conversation = session.scalars(LOCK_CONVERSATION, {"message_id": message_id}).first()
         if conversation is None:
             return []
-        waiting = list(session.scalars(_WAITING, {"conversation_id": conversation.id, "message_id": message_id}))
+        waiting = list(
+            session.scalars(WAITING_IN_CONVERSATION, {"conversation_id": conversation.id, "message_id": message_id})
+        )
         return self._answer_waiting(session, conversation, waiting, message_id, screen)
 
     def _answer_waiting(

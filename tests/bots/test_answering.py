@@ -23,7 +23,7 @@ from bots.intake import STORE_BATCH, answer, store
 from bots.settings import load_settings
 from bots.wiring import Services, build
 from bots.worker import answer_waiting
-from core import inbox as inbox_module
+from core import waiting
 from core.inbox import CONFLICT_ATTEMPTS, Accepted
 from core.messages import Capabilities, InboundMessage
 from core.storage.models import Message, OutboxItem, utcnow
@@ -396,6 +396,6 @@ def test_a_message_is_stored_while_its_conversation_is_being_answered(services: 
     again = InboundMessage(channel="fake", user_id="u0", provider_message_id="m0b", text="and my refund?")
     # a timeout leaves the transaction first, so that the lock is let go and the pool can end
     with ThreadPoolExecutor(1) as pool, services.database.transaction() as session:
-        session.execute(inbox_module._LOCK_CONVERSATION, {"message_id": first}).first()  # as an answer holds it
+        session.execute(waiting.LOCK_CONVERSATION, {"message_id": first}).first()  # as an answer holds it
         stored = pool.submit(services.inbox.receive, again).result(timeout=10)
     assert not stored.duplicate and unanswered(services) == 2

@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy.sql import Executable
 
 import core.conversation_rows
-import core.inbox
 import core.outbox_rows
 import core.ratelimit
+import core.waiting
 from core.storage.database import Database
 
 pytestmark = pytest.mark.only_on(
@@ -52,13 +52,13 @@ def test_the_slow_down_check_reads_only_the_identitys_messages(database: Databas
 
 def test_an_answer_reads_only_its_conversations_waiting_messages(database: Database) -> None:
     """Under a backlog, thousands of messages wait: each answer looks only at its conversation's."""
-    steps = plan(database, core.inbox._WAITING, conversation_id=1, message_id=10)
+    steps = plan(database, core.waiting.WAITING_IN_CONVERSATION, conversation_id=1, message_id=10)
     assert "ix_messages_waiting_conversation (conversation_id=? AND id<?)" in steps, steps
     assert "SCAN" not in steps and "TEMP B-TREE" not in steps, steps
 
 
 def test_a_batch_reads_only_its_conversations_waiting_messages(database: Database) -> None:
-    steps = plan(database, core.inbox._WAITING_IN, conversation_ids=[1, 2, 3], message_id=10)
+    steps = plan(database, core.waiting.WAITING_IN_CONVERSATIONS, conversation_ids=[1, 2, 3], message_id=10)
     assert "ix_messages_waiting_conversation (conversation_id=? AND id<?)" in steps, steps
     assert "SCAN" not in steps, steps  # the sort is of the batch's waiting messages alone
 
@@ -72,12 +72,12 @@ def test_a_batchs_lease_looks_only_at_its_rows_and_their_conversations_pending_r
     assert "SCAN" not in steps, steps
 
 
-@pytest.mark.parametrize("statement", ["_PENDING", "_PENDING_BEFORE"])
+@pytest.mark.parametrize("statement", ["PENDING", "PENDING_BEFORE"])
 def test_the_workers_read_the_oldest_waiting_messages_without_sorting_the_backlog(
     database: Database, statement: str
 ) -> None:
     """A worker looks every 10 ms under load: it reads the waiting messages alone, in order."""
-    steps = plan(database, getattr(core.inbox, statement), limit=100, before="2026-01-01 00:00:00")
+    steps = plan(database, getattr(core.waiting, statement), limit=100, before="2026-01-01 00:00:00")
     assert "USING INDEX ix_messages_waiting" in steps or "USING COVERING INDEX ix_messages_waiting" in steps, steps
     assert "ix_messages_waiting_conversation" not in steps and "TEMP B-TREE" not in steps, steps
 
