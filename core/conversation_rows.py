@@ -21,7 +21,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from core.conversations import State
 from core.desk import REOPEN_WITHIN, RESOLVED_TICKET_ID
 from core.messages import Capabilities, InboundMessage, OutboundMessage, Template
-from core.render import render
+from core.render import Part, render
 from core.storage.models import ChannelIdentity, Contact, Conversation, Message, OutboxItem, utcnow
 
 _IDENTITY = select(ChannelIdentity).where(
@@ -80,10 +80,10 @@ _INSERT_MESSAGE = insert(_messages).returning(_messages.c.id)
 _INSERT_OUTBOX = insert(_outbox).returning(_outbox.c.id)
 
 
-def _set(table: Any, *columns: str) -> dict[str, Any]:
-    """SET clauses for `columns`, each bound to a parameter named after its column with a "new_"
-    prefix (a parameter named as its column is reserved in an UPDATE), typed as its column."""
-    return {name: bindparam(f"new_{name}", type_=table.c[name].type) for name in columns}
+def _set(table: Any, *columns: str, prefix: str = "new_") -> dict[str, Any]:
+    """SET (or VALUES) clauses for `columns`, each bound to a parameter named after its column with
+    `prefix` (a parameter named as its column is reserved in an UPDATE), typed as its column."""
+    return {name: bindparam(f"{prefix}{name}", type_=table.c[name].type) for name in columns}
 
 
 # Written for every message: the identity seen, the inbound message answered, the conversation's turn.
@@ -104,6 +104,55 @@ _TURN = (
 )
 
 
+# An answer of one reply in one part on PostgreSQL (write_answer): _ANSWERED, _TURN and the reply's
+# record as data-modifying WITH clauses of the INSERT of its outbox row. Each statement's
+# parameters are prefixed apart, and every column with a default is given (SQLAlchemy would name
+# both INSERTs' defaults alike).
+_REPLY = (
+    insert(_messages)
+    .values(
+        _set(
+            _messages,
+            *("conversation_id", "direction", "author", "channel", "text", "options"),
+            *("attachments", "details", "sent_at", "created_at"),
+            prefix="reply_",
+        )
+    )
+    .returning(_messages.c.id)
+    .cte("reply")
+)
+_ANSWER = (
+    insert(_outbox)
+    .values(
+        {
+            "message_id": select(_REPLY.c.id).scalar_subquery(),
+            **_set(
+                _outbox,
+                *("conversation_id", "part", "channel", "user_id", "text", "options", "template", "after_send_text"),
+                *("status", "attempts", "next_attempt_at", "created_at"),
+                prefix="part_",
+            ),
+        }
+    )
+    .returning(_outbox.c.id)
+    .add_cte(
+        update(_messages)
+        .where(_messages.c.id == bindparam("inbound_id"))
+        .values(_set(_messages, "processed_at", "details", "text", prefix="answered_"))
+        .cte("answered"),
+        update(_conversations)
+        .where(_conversations.c.id == bindparam("conversation_row_id"))
+        .values(_set(_conversations, "misses", "last_topic", "pending_options", "updated_at", prefix="turn_"))
+        .cte("turn"),
+    )
+)
+# The databases on which write_answer writes an answer of one reply in one part with _ANSWER.
+ONE_STATEMENT_DIALECTS = ("postgresql",)
+# What _ANSWER gives the columns that have defaults (`now`: the moment, for those that are one).
+_REPLY_DEFAULTS = {"attachments": [], "details": {}}
+_PART_DEFAULTS = {"status": "pending", "attempts": 0}
+
+
 def write_outbound(
     session: Session,
     conversation: Conversation,
@@ -118,50 +167,121 @@ def write_outbound(
     With `redacted` the text is a secret (a one-time code): the message record keeps `redacted`
     from the start, and each outbox row holds the secret only while it waits to be sent.
     """
-    # Single INSERT statements, not the unit of work: every answer comes through here.
-    record_id = session.execute(
-        _INSERT_MESSAGE,
-        {
-            "conversation_id": conversation.id,
-            "direction": "out",
-            "author": author,
-            "channel": message.channel,
-            "text": message.text if redacted is None else redacted,
-            "options": [{"label": o.label, "value": o.value} for o in message.options],
-        },
-    ).scalar_one()
-    template = _template_record(message.template)
+    return _queue(session, conversation.id, Outgoing(message, redacted), render(message, capabilities), author=author)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """An outbound message to record and queue; `redacted` as in `write_outbound`."""
+
+    message: OutboundMessage
+    redacted: str | None = None
+
+
+def write_answer(
+    session: Session,
+    conversation: Conversation,
+    inbound: Message,
+    *,
+    answered: dict[str, Any],
+    turn: dict[str, Any],
+    replies: list[Outgoing],
+    capabilities: Capabilities,
+) -> list[int]:
+    """Record an answer: the inbound message as answered (`answered`: its processed_at, details
+    and text), the conversation's turn (`turn`: its misses, last_topic and pending_options), and
+    the replies, recorded and queued; the ids of the outbox rows.
+
+    On PostgreSQL the usual answer, one reply in one part, is one statement (`_ANSWER`) where it
+    would be four: every answer comes through here, and each statement costs the worker more
+    than its rows do. Otherwise, and on SQLite (which has no INSERT or UPDATE in a WITH clause),
+    a statement each.
+    """
+    parts = [render(reply.message, capabilities) for reply in replies]
+    if len(parts) == 1 and len(parts[0]) == 1 and session.get_bind().dialect.name in ONE_STATEMENT_DIALECTS:
+        return [_answer_at_once(session, conversation, inbound, answered, turn, replies[0], parts[0][0])]
+    _write(session, _TURN, conversation, turn)
+    _write(session, _ANSWERED, inbound, answered)
     return [
-        session.execute(
-            _INSERT_OUTBOX,
-            {
-                "message_id": record_id,
-                "conversation_id": conversation.id,
-                "part": number,
-                "channel": message.channel,
-                "user_id": message.user_id,
-                "text": part.text,
-                "options": [{"label": o.label, "value": o.value} for o in part.options],
-                "template": template,
-                "after_send_text": redacted,
-            },
-        ).scalar_one()
-        for number, part in enumerate(render(message, capabilities), start=1)
+        item_id
+        for reply, rendered in zip(replies, parts, strict=True)
+        for item_id in _queue(session, conversation.id, reply, rendered)
     ]
 
 
-def mark_answered(session: Session, inbound: Message, *, details: dict[str, Any], text: str) -> None:
-    """Record the inbound message as answered (now, how, and its text as kept)."""
-    _write(session, _ANSWERED, inbound, {"processed_at": utcnow(), "details": details, "text": text})
+def _answer_at_once(
+    session: Session,
+    conversation: Conversation,
+    inbound: Message,
+    answered: dict[str, Any],
+    turn: dict[str, Any],
+    reply: Outgoing,
+    part: Part,
+) -> int:
+    """`write_answer` of one reply in one part as one statement (_ANSWER): its outbox row's id."""
+    now = utcnow()
+    record = {**_record(conversation.id, reply, author="bot"), **_REPLY_DEFAULTS, "sent_at": now, "created_at": now}
+    row = {**_part(conversation.id, reply, 1, part), **_PART_DEFAULTS, "next_attempt_at": now, "created_at": now}
+    item_id: int = session.execute(
+        _ANSWER,
+        {
+            "inbound_id": inbound.id,
+            "conversation_row_id": conversation.id,
+            **_prefixed("answered_", answered),
+            **_prefixed("turn_", {**turn, "updated_at": now}),
+            **_prefixed("reply_", record),
+            **_prefixed("part_", row),
+        },
+    ).scalar_one()
+    _committed(inbound, answered)
+    _committed(conversation, turn)
+    return item_id
 
 
-def record_turn(
-    session: Session, conversation: Conversation, *, misses: int, last_topic: str | None, pending_options: list[Any]
-) -> None:
-    """Record what the conversation's last turn left: the misses in a row, the topic, the options offered."""
-    _write(
-        session, _TURN, conversation, {"misses": misses, "last_topic": last_topic, "pending_options": pending_options}
-    )
+def _queue(
+    session: Session, conversation_id: int, outgoing: Outgoing, parts: list[Part], *, author: str = "bot"
+) -> list[int]:
+    """Record an outbound message and queue its rendered `parts`, a statement each."""
+    # Single INSERT statements, not the unit of work: every answer comes through here.
+    record_id = session.execute(_INSERT_MESSAGE, _record(conversation_id, outgoing, author=author)).scalar_one()
+    return [
+        session.execute(
+            _INSERT_OUTBOX, {"message_id": record_id, **_part(conversation_id, outgoing, number, part)}
+        ).scalar_one()
+        for number, part in enumerate(parts, start=1)
+    ]
+
+
+def _record(conversation_id: int, outgoing: Outgoing, *, author: str) -> dict[str, Any]:
+    """The columns of an outbound message's record."""
+    message = outgoing.message
+    return {
+        "conversation_id": conversation_id,
+        "direction": "out",
+        "author": author,
+        "channel": message.channel,
+        "text": message.text if outgoing.redacted is None else outgoing.redacted,
+        "options": [{"label": o.label, "value": o.value} for o in message.options],
+    }
+
+
+def _part(conversation_id: int, outgoing: Outgoing, number: int, part: Part) -> dict[str, Any]:
+    """The columns of the outbox row of a message's part `number` (but its message_id)."""
+    message = outgoing.message
+    return {
+        "conversation_id": conversation_id,
+        "part": number,
+        "channel": message.channel,
+        "user_id": message.user_id,
+        "text": part.text,
+        "options": [{"label": o.label, "value": o.value} for o in part.options],
+        "template": _template_record(message.template),
+        "after_send_text": outgoing.redacted,
+    }
+
+
+def _prefixed(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
+    return {f"{prefix}{key}": value for key, value in values.items()}
 
 
 def _write(session: Session, statement: Any, instance: Message | Conversation, values: dict[str, Any]) -> None:
@@ -169,6 +289,10 @@ def _write(session: Session, statement: Any, instance: Message | Conversation, v
     set on the loaded instance as its committed state: the session neither writes them again nor
     counts them as changes, and reads them back as written."""
     _update(session, statement, instance.id, values)
+    _committed(instance, values)
+
+
+def _committed(instance: Message | Conversation, values: dict[str, Any]) -> None:
     for key, value in values.items():
         set_committed_value(instance, key, value)
 

@@ -21,11 +21,11 @@ from sqlalchemy.orm import Session
 from core import incidents, metrics, texts
 from core.channels import ChannelRegistry
 from core.conversation_rows import (
+    Outgoing,
     find_inbound,
     look_up_arrival,
-    mark_answered,
-    record_turn,
     store_inbound,
+    write_answer,
     write_outbound,
 )
 from core.conversations import State, move
@@ -272,13 +272,25 @@ class Inbox:
             turn = self.dialogue.respond(context, inbound.text)
         if turn.status is not None:
             turn = self.status.respond(session, conversation, turn.status)
-        replies = incidents.with_note(session, self._apply(session, conversation, turn))
+        replies = self._apply(session, conversation, turn)
+        last_options = replies[-1].options if replies else ()
         # A one-time code the user typed: checked, and not kept.
         kept = texts.CODE_TYPED_REDACTED if turn.redact_inbound else inbound.text
-        mark_answered(session, inbound, details=turn.details, text=kept)
         if "decision" in turn.details:
             metrics.FAQ_DECISIONS.labels(str(turn.details["decision"])).inc()
-        return self._write_replies(session, conversation, replies)
+        return write_answer(
+            session,
+            conversation,
+            inbound,
+            answered={"processed_at": utcnow(), "details": turn.details, "text": kept},
+            turn={
+                "misses": turn.misses,
+                "last_topic": turn.topic or conversation.last_topic,
+                "pending_options": [{"label": o.label, "value": o.value} for o in last_options],
+            },
+            replies=self._outgoing(conversation, incidents.with_note(session, replies)),
+            capabilities=self._capabilities(conversation.channel),
+        )
 
     def _desk(self) -> HumanDesk | None:
         """The human desk, when it is the real one and takes handoffs now."""
@@ -311,14 +323,6 @@ class Inbox:
             conversation.identity.opted_out_at = utcnow() if turn.opt_out else None
         if turn.sets_flow:
             _store_status_flow(conversation, turn.flow)
-        last_options = replies[-1].options if replies else ()
-        record_turn(
-            session,
-            conversation,
-            misses=turn.misses,
-            last_topic=turn.topic or conversation.last_topic,
-            pending_options=[{"label": o.label, "value": o.value} for o in last_options],
-        )
         return replies
 
     def _hand_off(self, session: Session, conversation: Conversation, turn: Turn) -> Ticket:
@@ -351,12 +355,18 @@ class Inbox:
         return self._write_replies(session, conversation, [Reply(texts.SOMETHING_WENT_WRONG)])
 
     def _write_replies(self, session: Session, conversation: Conversation, replies: list[Reply]) -> list[int]:
+        capabilities = self._capabilities(conversation.channel)
         return [
             item_id
-            for reply in replies
+            for outgoing in self._outgoing(conversation, replies)
             for item_id in write_outbound(
-                session,
-                conversation,
+                session, conversation, outgoing.message, capabilities=capabilities, redacted=outgoing.redacted
+            )
+        ]
+
+    def _outgoing(self, conversation: Conversation, replies: list[Reply]) -> list[Outgoing]:
+        return [
+            Outgoing(
                 OutboundMessage(
                     channel=conversation.channel,
                     user_id=conversation.identity.user_id,
@@ -364,9 +374,9 @@ class Inbox:
                     options=reply.options,
                     conversation_id=conversation.id,
                 ),
-                capabilities=self._capabilities(conversation.channel),
                 redacted=reply.redacted,
             )
+            for reply in replies
         ]
 
     def _capabilities(self, channel: str) -> Capabilities:

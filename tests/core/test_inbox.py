@@ -6,6 +6,7 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from core.messages import InboundMessage
@@ -173,3 +174,60 @@ def test_messages_are_stored_and_answered_without_the_unit_of_work(fake_bot, dat
     assert payout.details["topic"] == "disbursement-timeline" and payout.text == "when is my payout"
     assert conversation is not None and conversation.last_topic == "disbursement-timeline" and conversation.misses == 1
     assert identity is not None and identity.last_seen_at == miss.sent_at
+
+
+@pytest.mark.only_on(
+    "postgresql", reason="SQLite has no INSERT or UPDATE inside WITH: there, an answer is written a statement each"
+)
+def test_an_answer_of_one_reply_is_one_statement_that_leaves_the_rows_of_four(fake_bot, database, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """On PostgreSQL the usual answer (one reply in one part) is written in one statement
+    (core.conversation_rows._ANSWER): the inbound message answered, the conversation's turn, the
+    reply's record and its outbox row, exactly as the four statements written one by one."""
+    from sqlalchemy import event
+
+    import core.conversation_rows
+
+    def answered(user: str) -> tuple[list[str], dict[str, dict[str, object]]]:
+        accepted = fake_bot.inbox.receive(
+            InboundMessage(channel="console", user_id=user, provider_message_id=user, text="when is my payout")
+        )
+        writes: list[str] = []
+
+        def note(_connection, _cursor, statement: str, *_args) -> None:  # type: ignore[no-untyped-def]
+            if statement.lstrip().upper().startswith(("INSERT", "UPDATE", "WITH")):
+                writes.append(statement)
+
+        event.listen(database.engine, "before_cursor_execute", note)
+        try:
+            [item_id] = fake_bot.inbox.process(accepted.message_id)
+        finally:
+            event.remove(database.engine, "before_cursor_execute", note)
+        with database.sessions() as session:
+            item = session.get(OutboxItem, item_id)
+            assert item is not None
+            rows = {
+                "inbound": session.get(Message, accepted.message_id),
+                "conversation": session.get(Conversation, accepted.conversation_id),
+                "reply": session.get(Message, item.message_id),
+                "item": item,
+            }
+            return writes, {name: _columns(row) for name, row in rows.items()}
+
+    at_once, rows = answered("one-statement")
+    monkeypatch.setattr(core.conversation_rows, "ONE_STATEMENT_DIALECTS", ())
+    each, expected = answered("statement-each")
+    assert len(at_once) == 1 and at_once[0].lstrip().upper().startswith("WITH"), at_once
+    assert len(each) == 4, each
+    assert rows == expected
+    assert rows["inbound"]["details"]["topic"] == "disbursement-timeline"
+    assert rows["conversation"]["last_topic"] == "disbursement-timeline"
+    assert "Payouts are sent" in str(rows["reply"]["text"]) and rows["item"]["status"] == "pending"
+
+
+def _columns(row: object) -> dict[str, object]:
+    """A row's columns but those that differ between two users' answers; a time, as that it is set."""
+    differ = {"id", "conversation_id", "message_id", "identity_id", "contact_id", "user_id", "provider_message_id"}
+    values = {column.key: getattr(row, column.key) for column in row.__table__.columns}  # type: ignore[attr-defined]
+    return {
+        key: "a time" if isinstance(value, datetime) else value for key, value in values.items() if key not in differ
+    }
