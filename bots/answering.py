@@ -142,9 +142,7 @@ class Answerer:
             leased[:] = self.dispatcher.lease_all(session, answers)
 
         try:
-            written = self.inbox.process_all(
-                message_ids, screen=self.throttle.screen, ahead=self.throttle.count_ahead, written=lease
-            )
+            written = self.inbox.process_all(message_ids, screen=self.throttle.screen, written=lease)
         except Exception:  # noqa: BLE001 (each message is answered again alone, and meets its own error)
             return None
         return list(zip(written, leased, strict=True))

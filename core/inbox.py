@@ -10,7 +10,7 @@ a code) is stored with the conversation.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -60,9 +60,6 @@ Screen = Callable[[Session, Conversation, Message], "list[int] | None"]
 Written = Callable[[Session, "list[int]"], None]
 # The same for a batch (Inbox.process_all): each message's rows, in the batch's order.
 WrittenAll = Callable[[Session, "list[list[int]]"], None]
-# Told a batch's conversations once they are locked, before any is answered: core.ratelimit's
-# Throttle.count_ahead reads the rate limit's counts for all of them there, in one statement.
-Ahead = Callable[[Session, "Collection[Conversation]"], None]
 
 
 @dataclass(frozen=True)
@@ -176,23 +173,17 @@ class Inbox:
             return item_ids
 
     def process_all(
-        self,
-        message_ids: Sequence[int],
-        *,
-        screen: Screen | None = None,
-        ahead: Ahead | None = None,
-        written: WrittenAll | None = None,
+        self, message_ids: Sequence[int], *, screen: Screen | None = None, written: WrittenAll | None = None
     ) -> list[list[int]]:
         """`process` for several messages in one transaction, one commit for all (bots.answering
         answers a lane's batch this way), in the order given: each message's outbox rows.
 
         The messages' conversations are locked first, in the order of their ids, so that two
         batches sharing conversations take turns instead of deadlocking; their waiting messages
-        are then read in one statement, not one per message. `ahead` is called with the
-        conversations, when a message waits, before `screen` is called for each message; `written`
-        once, with every message's rows, at the end of the transaction. Any error rolls back every
-        answer and is raised: the caller then processes the messages one by one, where a failure to
-        decide one is answered with an apology.
+        are then read in one statement, not one per message. `written` is called once, with every
+        message's rows, at the end of the transaction. Any error rolls back every answer and is
+        raised: the caller then processes the messages one by one, where a failure to decide one
+        is answered with an apology.
         """
         answers: list[list[int]] = []
         with self.database.transaction() as session:
@@ -206,8 +197,6 @@ class Inbox:
                     WAITING_IN_CONVERSATIONS, {"conversation_ids": list(conversations), "message_id": max(message_ids)}
                 )
                 waiting = {message.id: message for message in found}
-            if waiting and ahead is not None:
-                ahead(session, list(conversations.values()))
             for message_id in message_ids:
                 if message_id not in waiting:
                     answers.append([])  # answered already, or not an inbound message

@@ -17,8 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from bisect import bisect_right
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -81,8 +80,8 @@ class Throttle:
         the outbox rows of the slow-down notice (empty when the notice went out already)."""
         if inbound.processed_at is not None or inbound.direction != "in" or self._exempt(conversation, inbound):
             return None
-        since, recent = self._recent(session, conversation.identity_id, inbound.id)
-        if recent <= self.limit.messages:
+        since = self.clock() - self.limit.window
+        if self.recent(session, conversation.identity_id, since=since, up_to=inbound.id) <= self.limit.messages:
             return None
         inbound.processed_at = utcnow()
         inbound.details = {**(inbound.details or {}), THROTTLED: True}
@@ -111,26 +110,6 @@ class Throttle:
                 return None
             session.refresh(inbound)  # read again under the lock: another process may have answered it
             return self.screen(session, conversation, inbound)
-
-    def count_ahead(self, session: Session, conversations: Collection[Conversation]) -> None:
-        """Read the recent inbound messages of these conversations' identities in one statement,
-        for `screen` to count in this transaction instead of a statement each (the batches of
-        core.inbox's Inbox.process_all)."""
-        since = self.clock() - self.limit.window
-        ids: dict[int, list[int]] = {conversation.identity_id: [] for conversation in conversations}
-        if ids:
-            for identity_id, message_id in session.execute(_RECENT_IDS, {"identity_ids": list(ids), "since": since}):
-                ids[identity_id].append(message_id)  # in order of id
-        session.info[_COUNTED_AHEAD] = (since, ids)
-
-    def _recent(self, session: Session, identity_id: int, up_to: int) -> tuple[datetime, int]:
-        """The window's start, and the identity's inbound messages since then up to message `up_to`:
-        as counted ahead in this transaction, if they were, or read now."""
-        since, ids = session.info.get(_COUNTED_AHEAD, (None, {}))
-        if since is not None and identity_id in ids:
-            return since, bisect_right(ids[identity_id], up_to)
-        since = self.clock() - self.limit.window
-        return since, self.recent(session, identity_id, since=since, up_to=up_to)
 
     def recent(self, session: Session, identity_id: int, *, since: datetime, up_to: int | None = None) -> int:
         """Inbound messages from the identity stored since `since` (up to message id `up_to`)."""
@@ -167,18 +146,6 @@ _RECENT = (  # on the tables: a statement on the mapped classes costs about twic
         _messages.c.id <= bindparam("up_to"),
     )
 )
-# count_ahead's: the recent inbound messages of several identities, through the same index.
-_RECENT_IDS = (
-    select(_conversations.c.identity_id, _messages.c.id)
-    .join_from(_messages, _conversations, _messages.c.conversation_id == _conversations.c.id)
-    .where(
-        _conversations.c.identity_id.in_(bindparam("identity_ids", expanding=True)),
-        _messages.c.direction == "in",
-        _messages.c.created_at >= bindparam("since"),
-    )
-    .order_by(_messages.c.id)
-)
-_COUNTED_AHEAD = "saypro.ratelimit.counted_ahead"  # the key in Session.info: (since, ids by identity)
 _NOTIFIED = (
     select(_messages.c.id)
     .where(

@@ -180,40 +180,6 @@ def test_the_count_is_of_the_identitys_own_messages_only(provider) -> None:  # t
         assert throttle.recent(session, identity_id, since=utcnow() + timedelta(minutes=1)) == 0
 
 
-def test_a_batch_counts_for_all_its_senders_in_one_statement(provider) -> None:  # type: ignore[no-untyped-def]
-    """A worker's batch (Inbox.process_all) reads the counts of all its senders at once
-    (Throttle.count_ahead), and throttles a flood in it as message by message."""
-    from sqlalchemy import event
-
-    services, _channel = provider
-    throttle = Throttle(services.channels)
-    ids: dict[str, list[int]] = {"flooder": [], "neighbour": []}
-    for number in range(DEFAULT_MESSAGES + 5):
-        for user in ("flooder", "neighbour") if number < 3 else ("flooder",):
-            message = InboundMessage(channel="fake", user_id=user, provider_message_id=f"{user}{number}", text="hi")
-            ids[user].append(services.inbox.receive(message).message_id)
-    counts: list[str] = []
-
-    def note(_connection, _cursor, statement: str, *_args) -> None:  # type: ignore[no-untyped-def]
-        if "created_at >=" in statement and "messages.text" not in statement:  # a count, not the notice's check
-            counts.append(statement)
-
-    event.listen(services.database.engine, "before_cursor_execute", note)
-    try:
-        written = services.inbox.process_all(
-            sorted(ids["flooder"] + ids["neighbour"]), screen=throttle.screen, ahead=throttle.count_ahead
-        )
-    finally:
-        event.remove(services.database.engine, "before_cursor_execute", note)
-    assert len(counts) == 1, counts  # not one count per message
-    stored = {m.id: m for m in inbound(services)}
-    assert [bool(stored[i].details.get(THROTTLED)) for i in ids["flooder"]] == [False] * DEFAULT_MESSAGES + [True] * 5
-    assert not any(stored[i].details.get(THROTTLED) for i in ids["neighbour"])
-    assert all(m.processed_at is not None for m in stored.values())
-    rows = dict(zip(sorted(ids["flooder"] + ids["neighbour"]), written, strict=True))
-    assert [len(rows[i]) for i in ids["flooder"]] == [1] * (DEFAULT_MESSAGES + 1) + [0] * 4  # one slow-down notice
-
-
 def test_the_limits_come_from_the_settings(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.chdir(tmp_path)  # no .env from the working tree
     assert identity_limit(load_settings()) == IdentityLimit()

@@ -44,13 +44,6 @@ def test_the_rate_limit_count_reads_only_the_identitys_messages(database: Databa
     assert "SCAN" not in steps and "ix_messages_waiting" not in steps, steps
 
 
-def test_a_batchs_rate_limit_counts_read_only_its_identities_messages(database: Database) -> None:
-    steps = plan(database, core.ratelimit._RECENT_IDS, identity_ids=[1, 2, 3], since="2026-01-01 00:00:00")
-    assert "ix_messages_conversation_recent (conversation_id=? AND direction=? AND created_at>?)" in steps, steps
-    assert "ix_conversations_identity_id (identity_id=?)" in steps, steps
-    assert "SCAN messages" not in steps and "ix_messages_waiting" not in steps, steps
-
-
 def test_the_slow_down_check_reads_only_the_identitys_messages(database: Database) -> None:
     steps = plan(database, core.ratelimit._NOTIFIED, identity_id=1, since="2026-01-01 00:00:00")
     assert "ix_messages_conversation_recent (conversation_id=? AND direction=? AND created_at>?)" in steps, steps
