@@ -199,7 +199,11 @@ def write_answer(
     """
     parts = [render(reply.message, capabilities) for reply in replies]
     if len(parts) == 1 and len(parts[0]) == 1 and session.get_bind().dialect.name in ONE_STATEMENT_DIALECTS:
-        return [_answer_at_once(session, conversation, inbound, answered, turn, replies[0], parts[0][0])]
+        params = _answer_params(conversation.id, inbound.id, answered, turn, replies[0], parts[0][0])
+        item_id: int = session.execute(_ANSWER, params).scalar_one()
+        _committed(inbound, answered)
+        _committed(conversation, turn)
+        return [item_id]
     _write(session, _TURN, conversation, turn)
     _write(session, _ANSWERED, inbound, answered)
     return [
@@ -209,33 +213,21 @@ def write_answer(
     ]
 
 
-def _answer_at_once(
-    session: Session,
-    conversation: Conversation,
-    inbound: Message,
-    answered: dict[str, Any],
-    turn: dict[str, Any],
-    reply: Outgoing,
-    part: Part,
-) -> int:
-    """`write_answer` of one reply in one part as one statement (_ANSWER): its outbox row's id."""
+def _answer_params(
+    conversation_id: int, inbound_id: int, answered: dict[str, Any], turn: dict[str, Any], reply: Outgoing, part: Part
+) -> dict[str, Any]:
+    """_ANSWER's parameters, for `write_answer` of one reply in one part."""
     now = utcnow()
-    record = {**_record(conversation.id, reply, author="bot"), **_REPLY_DEFAULTS, "sent_at": now, "created_at": now}
-    row = {**_part(conversation.id, reply, 1, part), **_PART_DEFAULTS, "next_attempt_at": now, "created_at": now}
-    item_id: int = session.execute(
-        _ANSWER,
-        {
-            "inbound_id": inbound.id,
-            "conversation_row_id": conversation.id,
-            **_prefixed("answered_", answered),
-            **_prefixed("turn_", {**turn, "updated_at": now}),
-            **_prefixed("reply_", record),
-            **_prefixed("part_", row),
-        },
-    ).scalar_one()
-    _committed(inbound, answered)
-    _committed(conversation, turn)
-    return item_id
+    record = {**_record(conversation_id, reply, author="bot"), **_REPLY_DEFAULTS, "sent_at": now, "created_at": now}
+    row = {**_part(conversation_id, reply, 1, part), **_PART_DEFAULTS, "next_attempt_at": now, "created_at": now}
+    return {
+        "inbound_id": inbound_id,
+        "conversation_row_id": conversation_id,
+        **_prefixed("answered_", answered),
+        **_prefixed("turn_", {**turn, "updated_at": now}),
+        **_prefixed("reply_", record),
+        **_prefixed("part_", row),
+    }
 
 
 def _queue(
