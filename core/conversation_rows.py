@@ -104,10 +104,13 @@ _TURN = (
 )
 
 
-# An answer of one reply in one part on PostgreSQL (write_answer): _ANSWERED, _TURN and the reply's
-# record as data-modifying WITH clauses of the INSERT of its outbox row. Each statement's
-# parameters are prefixed apart, and every column with a default is given (SQLAlchemy would name
-# both INSERTs' defaults alike).
+# PostgreSQL takes INSERTs and UPDATEs as WITH clauses of another statement, so that rows written
+# together cost one statement. Each part's parameters are prefixed apart, and created_at is given
+# (SQLAlchemy would name two tables' created_at alike).
+
+# An answer of one reply in one part (write_answer): _ANSWERED, _TURN and the reply's record as
+# WITH clauses of the INSERT of its outbox row. Every column with a default is given: with UPDATEs
+# in the statement, SQLAlchemy leaves the INSERTs' defaults unset.
 _REPLY = (
     insert(_messages)
     .values(
@@ -146,7 +149,53 @@ _ANSWER = (
         .cte("turn"),
     )
 )
-# The databases on which write_answer writes an answer of one reply in one part with _ANSWER.
+# A new user's first message (store_inbound): their contact, identity and conversation as WITH
+# clauses of the message's INSERT.
+_NEW_CONTACT = (
+    insert(_contacts)
+    .values(_set(_contacts, "display_name", "created_at", prefix="contact_"))
+    .returning(_contacts.c.id)
+    .cte("new_contact")
+)
+_NEW_IDENTITY = (
+    insert(_identities)
+    .values(
+        {
+            "contact_id": select(_NEW_CONTACT.c.id).scalar_subquery(),
+            **_set(_identities, "channel", "user_id", "display_name", "last_seen_at", "created_at", prefix="identity_"),
+        }
+    )
+    .returning(_identities.c.id, _identities.c.contact_id)
+    .cte("new_identity")
+)
+_NEW_CONVERSATION = (
+    insert(_conversations)
+    .values(
+        {
+            "contact_id": select(_NEW_IDENTITY.c.contact_id).scalar_subquery(),
+            "identity_id": select(_NEW_IDENTITY.c.id).scalar_subquery(),
+            **_set(_conversations, "channel", "created_at", prefix="conversation_"),
+        }
+    )
+    .returning(_conversations.c.id)
+    .cte("new_conversation")
+)
+_FIRST_MESSAGE = (
+    insert(_messages)
+    .values(
+        {
+            "conversation_id": select(_NEW_CONVERSATION.c.id).scalar_subquery(),
+            **_set(
+                _messages,
+                *("direction", "author", "channel", "provider_message_id", "text", "attachments", "sent_at"),
+                "created_at",
+                prefix="message_",
+            ),
+        }
+    )
+    .returning(_messages.c.id, _messages.c.conversation_id)
+)
+# The databases on which those statements are used (the others write a statement a row).
 ONE_STATEMENT_DIALECTS = ("postgresql",)
 # What _ANSWER gives the columns that have defaults (`now`: the moment, for those that are one).
 _REPLY_DEFAULTS = {"attachments": [], "details": {}}
@@ -198,7 +247,7 @@ def write_answer(
     a statement each.
     """
     parts = [render(reply.message, capabilities) for reply in replies]
-    if len(parts) == 1 and len(parts[0]) == 1 and session.get_bind().dialect.name in ONE_STATEMENT_DIALECTS:
+    if len(parts) == 1 and len(parts[0]) == 1 and _dialect(session) in ONE_STATEMENT_DIALECTS:
         params = _answer_params(conversation.id, inbound.id, answered, turn, replies[0], parts[0][0])
         item_id: int = session.execute(_ANSWER, params).scalar_one()
         _committed(inbound, answered)
@@ -218,15 +267,14 @@ def _answer_params(
 ) -> dict[str, Any]:
     """_ANSWER's parameters, for `write_answer` of one reply in one part."""
     now = utcnow()
-    record = {**_record(conversation_id, reply, author="bot"), **_REPLY_DEFAULTS, "sent_at": now, "created_at": now}
-    row = {**_part(conversation_id, reply, 1, part), **_PART_DEFAULTS, "next_attempt_at": now, "created_at": now}
+    times, part_times = {"sent_at": now, "created_at": now}, {"next_attempt_at": now, "created_at": now}
     return {
         "inbound_id": inbound_id,
         "conversation_row_id": conversation_id,
         **_prefixed("answered_", answered),
         **_prefixed("turn_", {**turn, "updated_at": now}),
-        **_prefixed("reply_", record),
-        **_prefixed("part_", row),
+        **_prefixed("reply_", {**_record(conversation_id, reply, author="bot"), **_REPLY_DEFAULTS, **times}),
+        **_prefixed("part_", {**_part(conversation_id, reply, 1, part), **_PART_DEFAULTS, **part_times}),
     }
 
 
@@ -340,6 +388,8 @@ def store_inbound(
     its conversation's. Rows are inserted with single statements, not through the unit of work:
     this runs for every message that comes in. `arrival`: what `look_up_arrival` found, if it ran."""
     sender = (arrival or look_up_arrival(session, message)).sender
+    if sender is None and _dialect(session) in ONE_STATEMENT_DIALECTS:
+        return _first_message(session, message)
     if sender is None:
         conversation_id = _new_user(session, message)
     else:
@@ -349,40 +399,67 @@ def store_inbound(
             session, latest, identity_id=sender.id, contact_id=sender.contact_id, channel=message.channel, now=now
         )
     message_id = session.execute(
-        _INSERT_MESSAGE,
-        {
-            "conversation_id": conversation_id,
-            "direction": "in",
-            "author": "user",
-            "channel": message.channel,
-            "provider_message_id": message.provider_message_id,
-            "text": message.text,
-            "attachments": [
-                {"url": a.url, "content_type": a.content_type, "name": a.name} for a in message.attachments
-            ],
-            "sent_at": message.sent_at,
-        },
+        _INSERT_MESSAGE, {"conversation_id": conversation_id, **_inbound(message)}
     ).scalar_one()
     return message_id, conversation_id
+
+
+def _inbound(message: InboundMessage) -> dict[str, Any]:
+    """The columns of an inbound message's record (but its conversation_id)."""
+    return {
+        "direction": "in",
+        "author": "user",
+        "channel": message.channel,
+        "provider_message_id": message.provider_message_id,
+        "text": message.text,
+        "attachments": [{"url": a.url, "content_type": a.content_type, "name": a.name} for a in message.attachments],
+        "sent_at": message.sent_at,
+    }
 
 
 def _new_user(session: Rows, message: InboundMessage) -> int:
     """A contact, identity and conversation for someone who never wrote on this channel: the
     conversation's id. A concurrent first message from them fails here on the unique identity."""
-    contact_id = session.execute(_INSERT_CONTACT, {"display_name": message.display_name}).scalar_one()
-    identity_id = session.execute(
-        _INSERT_IDENTITY,
-        {
-            "contact_id": contact_id,
-            "channel": message.channel,
-            "user_id": message.user_id,
-            "display_name": message.display_name,
-            "last_seen_at": message.sent_at,
-        },
-    ).scalar_one()
+    contact_id = session.execute(_INSERT_CONTACT, _new_contact(message)).scalar_one()
+    identity_id = session.execute(_INSERT_IDENTITY, {"contact_id": contact_id, **_new_identity(message)}).scalar_one()
     return session.execute(
         _INSERT_CONVERSATION, {"contact_id": contact_id, "identity_id": identity_id, "channel": message.channel}
     ).scalar_one()
+
+
+def _first_message(session: Rows, message: InboundMessage) -> tuple[int, int]:
+    """`_new_user` and the message's INSERT in one statement (_FIRST_MESSAGE): the message's id and
+    its conversation's. A concurrent first message from them fails here on the unique identity."""
+    now = utcnow()
+    row = session.execute(
+        _FIRST_MESSAGE,
+        {
+            **_prefixed("contact_", {**_new_contact(message), "created_at": now}),
+            **_prefixed("identity_", {**_new_identity(message), "created_at": now}),
+            **_prefixed("conversation_", {"channel": message.channel, "created_at": now}),
+            **_prefixed("message_", {**_inbound(message), "created_at": now}),
+        },
+    ).one()
+    return int(row.id), int(row.conversation_id)
+
+
+def _new_contact(message: InboundMessage) -> dict[str, Any]:
+    return {"display_name": message.display_name}
+
+
+def _new_identity(message: InboundMessage) -> dict[str, Any]:
+    """The columns of a new user's identity (but its contact_id)."""
+    return {
+        "channel": message.channel,
+        "user_id": message.user_id,
+        "display_name": message.display_name,
+        "last_seen_at": message.sent_at,
+    }
+
+
+def _dialect(rows: Rows) -> str:
+    """The name of the database the rows are on (postgresql, sqlite)."""
+    return (rows.get_bind() if isinstance(rows, Session) else rows).dialect.name
 
 
 def find_or_add_identity(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -176,32 +178,42 @@ def test_messages_are_stored_and_answered_without_the_unit_of_work(fake_bot, dat
     assert identity is not None and identity.last_seen_at == miss.sent_at
 
 
-@pytest.mark.only_on(
-    "postgresql", reason="SQLite has no INSERT or UPDATE inside WITH: there, an answer is written a statement each"
+ONE_STATEMENT_ONLY = pytest.mark.only_on(
+    "postgresql", reason="SQLite has no INSERT or UPDATE inside WITH: there, rows are written a statement each"
 )
+
+
+@contextmanager
+def writes(database) -> Iterator[list[str]]:  # type: ignore[no-untyped-def]
+    """The INSERT and UPDATE statements (WITH ones too) run meanwhile."""
+    from sqlalchemy import event
+
+    seen: list[str] = []
+
+    def note(_connection, _cursor, statement: str, *_args) -> None:  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith(("INSERT", "UPDATE", "WITH")):
+            seen.append(statement)
+
+    event.listen(database.engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        event.remove(database.engine, "before_cursor_execute", note)
+
+
+@ONE_STATEMENT_ONLY
 def test_an_answer_of_one_reply_is_one_statement_that_leaves_the_rows_of_four(fake_bot, database, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """On PostgreSQL the usual answer (one reply in one part) is written in one statement
     (core.conversation_rows._ANSWER): the inbound message answered, the conversation's turn, the
     reply's record and its outbox row, exactly as the four statements written one by one."""
-    from sqlalchemy import event
-
     import core.conversation_rows
 
     def answered(user: str) -> tuple[list[str], dict[str, dict[str, object]]]:
         accepted = fake_bot.inbox.receive(
             InboundMessage(channel="console", user_id=user, provider_message_id=user, text="when is my payout")
         )
-        writes: list[str] = []
-
-        def note(_connection, _cursor, statement: str, *_args) -> None:  # type: ignore[no-untyped-def]
-            if statement.lstrip().upper().startswith(("INSERT", "UPDATE", "WITH")):
-                writes.append(statement)
-
-        event.listen(database.engine, "before_cursor_execute", note)
-        try:
+        with writes(database) as written:
             [item_id] = fake_bot.inbox.process(accepted.message_id)
-        finally:
-            event.remove(database.engine, "before_cursor_execute", note)
         with database.sessions() as session:
             item = session.get(OutboxItem, item_id)
             assert item is not None
@@ -211,7 +223,7 @@ def test_an_answer_of_one_reply_is_one_statement_that_leaves_the_rows_of_four(fa
                 "reply": session.get(Message, item.message_id),
                 "item": item,
             }
-            return writes, {name: _columns(row) for name, row in rows.items()}
+            return written, {name: _columns(row) for name, row in rows.items()}
 
     at_once, rows = answered("one-statement")
     monkeypatch.setattr(core.conversation_rows, "ONE_STATEMENT_DIALECTS", ())
@@ -222,6 +234,48 @@ def test_an_answer_of_one_reply_is_one_statement_that_leaves_the_rows_of_four(fa
     assert rows["inbound"]["details"]["topic"] == "disbursement-timeline"
     assert rows["conversation"]["last_topic"] == "disbursement-timeline"
     assert "Payouts are sent" in str(rows["reply"]["text"]) and rows["item"]["status"] == "pending"
+
+
+@ONE_STATEMENT_ONLY
+def test_a_new_users_first_message_is_one_statement_that_leaves_the_rows_of_four(
+    fake_bot, database, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """On PostgreSQL a new user's contact, identity and conversation are written with their first
+    message in one statement (core.conversation_rows._FIRST_MESSAGE), as four would write them."""
+    import core.conversation_rows
+
+    def stored(user: str) -> tuple[list[str], dict[str, dict[str, object]]]:
+        message = InboundMessage(
+            channel="console", user_id=user, provider_message_id=user, text="hi", display_name="Thandi"
+        )
+        with writes(database) as written:
+            accepted = fake_bot.inbox.receive(message)
+        with database.sessions() as session:
+            conversation = session.get(Conversation, accepted.conversation_id)
+            assert conversation is not None
+            rows = {
+                "message": session.get(Message, accepted.message_id),
+                "conversation": conversation,
+                "identity": conversation.identity,
+                "contact": conversation.identity.contact,
+            }
+            return written, {name: _columns(row) for name, row in rows.items()}
+
+    at_once, rows = stored("one-statement")
+    monkeypatch.setattr(core.conversation_rows, "ONE_STATEMENT_DIALECTS", ())
+    each, expected = stored("statement-each")
+    assert len(at_once) == 1 and at_once[0].lstrip().upper().startswith("WITH"), at_once
+    assert len(each) == 4, each
+    assert rows == expected
+    assert rows["identity"]["display_name"] == "Thandi" and rows["conversation"]["state"] == "bot"
+    assert rows["message"]["text"] == "hi" and rows["message"]["processed_at"] is None
+    # and the user's next message is theirs: the same identity and conversation
+    with database.sessions() as session:
+        first = session.scalars(select(Message).where(Message.provider_message_id == "one-statement")).one()
+    again = fake_bot.inbox.receive(
+        InboundMessage(channel="console", user_id="one-statement", provider_message_id="next", text="payout?")
+    )
+    assert not again.duplicate and again.conversation_id == first.conversation_id
 
 
 def _columns(row: object) -> dict[str, object]:
