@@ -108,34 +108,38 @@ _TURN = (
 # together cost one statement. Each part's parameters are prefixed apart, and created_at is given
 # (SQLAlchemy would name two tables' created_at alike).
 
+
 # An answer of one reply in one part (write_answer): _ANSWERED, _TURN and the reply's record as
 # WITH clauses of the INSERT of its outbox row. Every column with a default is given: with UPDATEs
 # in the statement, SQLAlchemy leaves the INSERTs' defaults unset.
+def _insert_row(table: Any, prefix: str, *columns: str, **earlier: Any) -> Any:
+    """An INSERT of one row into `table`: `columns` bound as `_set` binds them, and the columns in
+    `earlier` set from the row of an earlier WITH clause (its column given)."""
+    return insert(table).values(
+        {
+            **{name: select(column).scalar_subquery() for name, column in earlier.items()},
+            **_set(table, *columns, prefix=prefix),
+        }
+    )
+
+
 _REPLY = (
-    insert(_messages)
-    .values(
-        _set(
-            _messages,
-            *("conversation_id", "direction", "author", "channel", "text", "options"),
-            *("attachments", "details", "sent_at", "created_at"),
-            prefix="reply_",
-        )
+    _insert_row(
+        _messages,
+        "reply_",
+        *("conversation_id", "direction", "author", "channel", "text", "options"),
+        *("attachments", "details", "sent_at", "created_at"),
     )
     .returning(_messages.c.id)
     .cte("reply")
 )
 _ANSWER = (
-    insert(_outbox)
-    .values(
-        {
-            "message_id": select(_REPLY.c.id).scalar_subquery(),
-            **_set(
-                _outbox,
-                *("conversation_id", "part", "channel", "user_id", "text", "options", "template", "after_send_text"),
-                *("status", "attempts", "next_attempt_at", "created_at"),
-                prefix="part_",
-            ),
-        }
+    _insert_row(
+        _outbox,
+        "part_",
+        *("conversation_id", "part", "channel", "user_id", "text", "options", "template", "after_send_text"),
+        *("status", "attempts", "next_attempt_at", "created_at"),
+        message_id=_REPLY.c.id,
     )
     .returning(_outbox.c.id)
     .add_cte(
@@ -152,49 +156,35 @@ _ANSWER = (
 # A new user's first message (store_inbound): their contact, identity and conversation as WITH
 # clauses of the message's INSERT.
 _NEW_CONTACT = (
-    insert(_contacts)
-    .values(_set(_contacts, "display_name", "created_at", prefix="contact_"))
-    .returning(_contacts.c.id)
-    .cte("new_contact")
+    _insert_row(_contacts, "contact_", "display_name", "created_at").returning(_contacts.c.id).cte("new_contact")
 )
 _NEW_IDENTITY = (
-    insert(_identities)
-    .values(
-        {
-            "contact_id": select(_NEW_CONTACT.c.id).scalar_subquery(),
-            **_set(_identities, "channel", "user_id", "display_name", "last_seen_at", "created_at", prefix="identity_"),
-        }
+    _insert_row(
+        _identities,
+        "identity_",
+        *("channel", "user_id", "display_name", "last_seen_at", "created_at"),
+        contact_id=_NEW_CONTACT.c.id,
     )
     .returning(_identities.c.id, _identities.c.contact_id)
     .cte("new_identity")
 )
 _NEW_CONVERSATION = (
-    insert(_conversations)
-    .values(
-        {
-            "contact_id": select(_NEW_IDENTITY.c.contact_id).scalar_subquery(),
-            "identity_id": select(_NEW_IDENTITY.c.id).scalar_subquery(),
-            **_set(_conversations, "channel", "created_at", prefix="conversation_"),
-        }
+    _insert_row(
+        _conversations,
+        "conversation_",
+        *("channel", "created_at"),
+        contact_id=_NEW_IDENTITY.c.contact_id,
+        identity_id=_NEW_IDENTITY.c.id,
     )
     .returning(_conversations.c.id)
     .cte("new_conversation")
 )
-_FIRST_MESSAGE = (
-    insert(_messages)
-    .values(
-        {
-            "conversation_id": select(_NEW_CONVERSATION.c.id).scalar_subquery(),
-            **_set(
-                _messages,
-                *("direction", "author", "channel", "provider_message_id", "text", "attachments", "sent_at"),
-                "created_at",
-                prefix="message_",
-            ),
-        }
-    )
-    .returning(_messages.c.id, _messages.c.conversation_id)
-)
+_FIRST_MESSAGE = _insert_row(
+    _messages,
+    "message_",
+    *("direction", "author", "channel", "provider_message_id", "text", "attachments", "sent_at", "created_at"),
+    conversation_id=_NEW_CONVERSATION.c.id,
+).returning(_messages.c.id, _messages.c.conversation_id)
 # The databases on which those statements are used (the others write a statement a row).
 ONE_STATEMENT_DIALECTS = ("postgresql",)
 # What _ANSWER gives the columns that have defaults (`now`: the moment, for those that are one).

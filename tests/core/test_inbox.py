@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -201,14 +201,30 @@ def writes(database) -> Iterator[list[str]]:  # type: ignore[no-untyped-def]
         event.remove(database.engine, "before_cursor_execute", note)
 
 
+Rows = dict[str, dict[str, object]]
+
+
+def one_statement_against_four(monkeypatch, write: Callable[[str], tuple[list[str], Rows]]) -> Rows:  # type: ignore[no-untyped-def]
+    """`write` for one user on PostgreSQL's one statement, then for another a statement a row: the
+    first's rows, checked to be the second's, with the statements each took."""
+    import core.conversation_rows
+
+    at_once, rows = write("one-statement")
+    monkeypatch.setattr(core.conversation_rows, "ONE_STATEMENT_DIALECTS", ())
+    each, expected = write("statement-each")
+    assert len(at_once) == 1 and at_once[0].lstrip().upper().startswith("WITH"), at_once
+    assert len(each) == 4, each
+    assert rows == expected
+    return rows
+
+
 @ONE_STATEMENT_ONLY
 def test_an_answer_of_one_reply_is_one_statement_that_leaves_the_rows_of_four(fake_bot, database, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """On PostgreSQL the usual answer (one reply in one part) is written in one statement
     (core.conversation_rows._ANSWER): the inbound message answered, the conversation's turn, the
     reply's record and its outbox row, exactly as the four statements written one by one."""
-    import core.conversation_rows
 
-    def answered(user: str) -> tuple[list[str], dict[str, dict[str, object]]]:
+    def answered(user: str) -> tuple[list[str], Rows]:
         accepted = fake_bot.inbox.receive(
             InboundMessage(channel="console", user_id=user, provider_message_id=user, text="when is my payout")
         )
@@ -225,12 +241,7 @@ def test_an_answer_of_one_reply_is_one_statement_that_leaves_the_rows_of_four(fa
             }
             return written, {name: _columns(row) for name, row in rows.items()}
 
-    at_once, rows = answered("one-statement")
-    monkeypatch.setattr(core.conversation_rows, "ONE_STATEMENT_DIALECTS", ())
-    each, expected = answered("statement-each")
-    assert len(at_once) == 1 and at_once[0].lstrip().upper().startswith("WITH"), at_once
-    assert len(each) == 4, each
-    assert rows == expected
+    rows = one_statement_against_four(monkeypatch, answered)
     assert rows["inbound"]["details"]["topic"] == "disbursement-timeline"
     assert rows["conversation"]["last_topic"] == "disbursement-timeline"
     assert "Payouts are sent" in str(rows["reply"]["text"]) and rows["item"]["status"] == "pending"
@@ -242,9 +253,8 @@ def test_a_new_users_first_message_is_one_statement_that_leaves_the_rows_of_four
 ) -> None:  # type: ignore[no-untyped-def]
     """On PostgreSQL a new user's contact, identity and conversation are written with their first
     message in one statement (core.conversation_rows._FIRST_MESSAGE), as four would write them."""
-    import core.conversation_rows
 
-    def stored(user: str) -> tuple[list[str], dict[str, dict[str, object]]]:
+    def stored(user: str) -> tuple[list[str], Rows]:
         message = InboundMessage(
             channel="console", user_id=user, provider_message_id=user, text="hi", display_name="Thandi"
         )
@@ -261,12 +271,7 @@ def test_a_new_users_first_message_is_one_statement_that_leaves_the_rows_of_four
             }
             return written, {name: _columns(row) for name, row in rows.items()}
 
-    at_once, rows = stored("one-statement")
-    monkeypatch.setattr(core.conversation_rows, "ONE_STATEMENT_DIALECTS", ())
-    each, expected = stored("statement-each")
-    assert len(at_once) == 1 and at_once[0].lstrip().upper().startswith("WITH"), at_once
-    assert len(each) == 4, each
-    assert rows == expected
+    rows = one_statement_against_four(monkeypatch, stored)
     assert rows["identity"]["display_name"] == "Thandi" and rows["conversation"]["state"] == "bot"
     assert rows["message"]["text"] == "hi" and rows["message"]["processed_at"] is None
     # and the user's next message is theirs: the same identity and conversation
