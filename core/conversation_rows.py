@@ -107,11 +107,6 @@ _TURN = (
 # PostgreSQL takes INSERTs and UPDATEs as WITH clauses of another statement, so that rows written
 # together cost one statement. Each part's parameters are prefixed apart, and created_at is given
 # (SQLAlchemy would name two tables' created_at alike).
-
-
-# An answer of one reply in one part (write_answer): _ANSWERED, _TURN and the reply's record as
-# WITH clauses of the INSERT of its outbox row. Every column with a default is given: with UPDATEs
-# in the statement, SQLAlchemy leaves the INSERTs' defaults unset.
 def _insert_row(table: Any, prefix: str, *columns: str, **earlier: Any) -> Any:
     """An INSERT of one row into `table`: `columns` bound as `_set` binds them, and the columns in
     `earlier` set from the row of an earlier WITH clause (its column given)."""
@@ -123,6 +118,9 @@ def _insert_row(table: Any, prefix: str, *columns: str, **earlier: Any) -> Any:
     )
 
 
+# An answer of one reply in one part (write_answer): _ANSWERED, _TURN and the reply's record as
+# WITH clauses of the INSERT of its outbox row. Every column with a default is given: with UPDATEs
+# in the statement, SQLAlchemy leaves the INSERTs' defaults unset.
 _REPLY = (
     _insert_row(
         _messages,
