@@ -152,5 +152,7 @@ def test_a_servers_cpu_counts_its_children() -> None:
     finally:
         child.kill()
         child.communicate()
-    assert before is not None and after is not None and after - before >= 0.3
+    # /proc counts whole clock ticks, sampled, so 0.3 s of process_time can read as 0.29; a tree that
+    # left the child out would have grown by this process's few ticks of fork and wait alone
+    assert before is not None and after is not None and after - before >= 0.2
     assert cluster.tree_cpu_seconds(2**22 + 1) is None  # past pid_max: no such process
