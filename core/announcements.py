@@ -17,8 +17,9 @@ from sqlalchemy.orm import Session
 
 from core import texts
 from core.channels import ChannelRegistry
-from core.conversation_rows import open_conversation, write_outbound
+from core.conversation_rows import open_conversation
 from core.messages import Capabilities, OutboundMessage, Template
+from core.outbound_rows import write_outbound
 from core.proactive import ANSWER_ONLY_CHANNELS, WINDOW_HOURS
 from core.storage.desk import Announcement
 from core.storage.models import ChannelIdentity, OutboxItem

@@ -17,12 +17,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import csat, desk_posts, sla, texts
-from core.conversation_rows import write_outbound
 from core.conversations import State, move
 from core.desk import HumanDesk
 from core.desk_summary import channel_name, user_name
 from core.handoff import ACTIVE, TicketStatus, move_ticket
 from core.messages import Capabilities, Option, OutboundMessage, Template
+from core.outbound_rows import write_outbound
 from core.references import find_reference
 from core.storage.desk import DeskAction, DeskRelay
 from core.storage.models import Conversation, Message, OutboxItem, Ticket

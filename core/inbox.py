@@ -20,19 +20,13 @@ from sqlalchemy.orm import Session
 
 from core import incidents, metrics, texts
 from core.channels import ChannelRegistry
-from core.conversation_rows import (
-    Outgoing,
-    find_inbound,
-    look_up_arrival,
-    store_inbound,
-    write_answer,
-    write_outbound,
-)
+from core.conversation_rows import find_inbound, look_up_arrival, store_inbound
 from core.conversations import State, move
 from core.desk import HumanDesk
 from core.dialogue import Context, Dialogue, Reply, StatusFlow, Turn
 from core.handoff import Desk, open_ticket
 from core.messages import Capabilities, InboundMessage, Option, OutboundMessage
+from core.outbound_rows import Outgoing, write_answer, write_outbound
 from core.status import StatusService
 from core.storage.database import Database, lock_conflict
 from core.storage.models import Conversation, Message, Ticket, utcnow

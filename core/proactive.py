@@ -22,8 +22,9 @@ from sqlalchemy.orm import Session
 
 from core import texts
 from core.channels import ChannelRegistry
-from core.conversation_rows import open_conversation, write_outbound
+from core.conversation_rows import open_conversation
 from core.messages import Capabilities, OutboundMessage, Template
+from core.outbound_rows import write_outbound
 from core.records import Change, Kind, Owner, PlatformRecord, Upserted, campaign, find, owner_of
 from core.status_answers import Clock, destination, money, title_of, words
 from core.storage.models import ChannelIdentity, IdentityLink, OutboxItem, utcnow

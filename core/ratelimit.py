@@ -28,10 +28,10 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from core.channels import ChannelRegistry
-from core.conversation_rows import write_outbound
 from core.conversations import bot_may_answer
 from core.intents import Intent, classify
 from core.messages import Capabilities, OutboundMessage
+from core.outbound_rows import write_outbound
 from core.storage.database import Database
 from core.storage.models import Conversation, Message, utcnow
 

@@ -26,8 +26,9 @@ from sqlalchemy.orm import Session
 
 from core import texts
 from core.channels import ChannelRegistry
-from core.conversation_rows import find_or_add_identity, open_conversation, write_outbound
+from core.conversation_rows import find_or_add_identity, open_conversation
 from core.messages import OutboundMessage
+from core.outbound_rows import write_outbound
 from core.records import Kind, Owner, PlatformRecord, normalise_phone, owned_records
 from core.storage.models import (
     ChannelIdentity,

@@ -207,10 +207,10 @@ Rows = dict[str, dict[str, object]]
 def one_statement_against_four(monkeypatch, write: Callable[[str], tuple[list[str], Rows]]) -> Rows:  # type: ignore[no-untyped-def]
     """`write` for one user on PostgreSQL's one statement, then for another a statement a row: the
     first's rows, checked to be the second's, with the statements each took."""
-    import core.conversation_rows
+    import core.row_statements
 
     at_once, rows = write("one-statement")
-    monkeypatch.setattr(core.conversation_rows, "ONE_STATEMENT_DIALECTS", ())
+    monkeypatch.setattr(core.row_statements, "ONE_STATEMENT_DIALECTS", ())
     each, expected = write("statement-each")
     assert len(at_once) == 1 and at_once[0].lstrip().upper().startswith("WITH"), at_once
     assert len(each) == 4, each
@@ -221,7 +221,7 @@ def one_statement_against_four(monkeypatch, write: Callable[[str], tuple[list[st
 @ONE_STATEMENT_ONLY
 def test_an_answer_of_one_reply_is_one_statement_that_leaves_the_rows_of_four(fake_bot, database, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """On PostgreSQL the usual answer (one reply in one part) is written in one statement
-    (core.conversation_rows._ANSWER): the inbound message answered, the conversation's turn, the
+    (core.outbound_rows._ANSWER): the inbound message answered, the conversation's turn, the
     reply's record and its outbox row, exactly as the four statements written one by one."""
 
     def answered(user: str) -> tuple[list[str], Rows]:

@@ -171,8 +171,8 @@ def test_a_delivery_report_is_recorded_on_the_row(queued) -> None:  # type: igno
 
 
 def test_a_template_may_go_outside_the_reply_window(queued) -> None:  # type: ignore[no-untyped-def]
-    from core.conversation_rows import write_outbound
     from core.messages import OutboundMessage, Template
+    from core.outbound_rows import write_outbound
     from core.storage.models import Conversation
 
     # The two queued replies go first: a row waits behind earlier pending ones of its conversation.
