@@ -71,7 +71,22 @@ _INSERT_CONTACT = insert(_contacts).returning(_contacts.c.id)
 _INSERT_IDENTITY = insert(_identities).returning(_identities.c.id)
 _INSERT_CONVERSATION = insert(_conversations).returning(_conversations.c.id)
 # A known identity seen again (_seen).
-_SEEN = row_update(_identities, "last_seen_at", "unreachable_at", "display_name")
+_SEEN_COLUMNS = ("last_seen_at", "unreachable_at", "display_name")
+_SEEN = row_update(_identities, *_SEEN_COLUMNS)
+# A known sender's message in their current conversation, on PostgreSQL: _SEEN as a WITH clause of
+# the message's INSERT. Every column with a default is given: with an UPDATE in the statement,
+# SQLAlchemy leaves the INSERT's defaults unset.
+_NEXT_MESSAGE = (
+    insert_row(
+        _messages,
+        "message_",
+        *("conversation_id", "direction", "author", "channel", "provider_message_id", "text", "attachments"),
+        *("options", "details", "sent_at", "created_at"),
+    )
+    .returning(_messages.c.id)
+    .add_cte(row_update(_identities, *_SEEN_COLUMNS, prefix="seen_", row_id="identity_row_id").cte("seen"))
+)
+_MESSAGE_DEFAULTS = {"options": [], "details": {}}
 # A new user's first message (store_inbound), on PostgreSQL: their contact, identity and
 # conversation as WITH clauses of the message's INSERT.
 _NEW_CONTACT = (
@@ -144,14 +159,23 @@ def store_inbound(
 ) -> tuple[int, int]:
     """Store an inbound message (with its identity, contact and conversation if new): its id and
     its conversation's. Rows are inserted with single statements, not through the unit of work:
-    this runs for every message that comes in. `arrival`: what `look_up_arrival` found, if it ran."""
+    this runs for every message that comes in. `arrival`: what `look_up_arrival` found, if it ran.
+
+    On PostgreSQL a new user's message is one statement (_FIRST_MESSAGE), and so is a known one's
+    in their current conversation with their last-seen time (_NEXT_MESSAGE); otherwise, and on
+    SQLite, a statement a row."""
     sender = (arrival or look_up_arrival(session, message)).sender
     if sender is None and one_statement(session):
         return _first_message(session, message)
     if sender is None:
         conversation_id = _new_user(session, message)
     else:
-        _seen(session, sender, message)
+        seen = _seen(sender, message)
+        current = sender.latest_id is not None and sender.latest_state != State.RESOLVED.value
+        if seen is not None and current and one_statement(session):
+            return _next_message(session, message, sender, seen)
+        if seen is not None:
+            run_update(session, _SEEN, sender.id, seen)
         latest = (sender.latest_id, sender.latest_state) if sender.latest_id is not None else None
         conversation_id = _continue_or_open(
             session, latest, identity_id=sender.id, contact_id=sender.contact_id, channel=message.channel, now=now
@@ -228,17 +252,26 @@ def find_or_add_identity(
     return identity
 
 
-def _seen(session: Rows, identity: Row[Any], message: InboundMessage) -> None:
-    """A known identity just wrote: when, that it can be reached again (they just wrote to us),
-    and its current name."""
+def _seen(identity: Row[Any], message: InboundMessage) -> dict[str, Any] | None:
+    """A known identity just wrote: what _SEEN sets (when, that it can be reached again since they
+    just wrote to us, and its current name), or None when that is already so."""
     last_seen = identity.last_seen_at
     if last_seen is None or message.sent_at > last_seen:
         last_seen = message.sent_at
     name = message.display_name or identity.display_name
     if (last_seen, name) != (identity.last_seen_at, identity.display_name) or identity.unreachable_at is not None:
-        run_update(
-            session, _SEEN, identity.id, {"last_seen_at": last_seen, "unreachable_at": None, "display_name": name}
-        )
+        return {"last_seen_at": last_seen, "unreachable_at": None, "display_name": name}
+    return None
+
+
+def _next_message(session: Rows, message: InboundMessage, sender: Row[Any], seen: dict[str, Any]) -> tuple[int, int]:
+    """A known sender's message in their current conversation, with _SEEN, in one statement
+    (_NEXT_MESSAGE): the message's id and its conversation's."""
+    values = {"conversation_id": sender.latest_id, **_inbound(message), **_MESSAGE_DEFAULTS, "created_at": utcnow()}
+    message_id = session.execute(
+        _NEXT_MESSAGE, {"identity_row_id": sender.id, **prefixed("seen_", seen), **prefixed("message_", values)}
+    ).scalar_one()
+    return int(message_id), int(sender.latest_id)
 
 
 def _current_conversation(session: Rows, *, identity_id: int, contact_id: int, channel: str, now: datetime) -> int:

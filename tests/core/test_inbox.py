@@ -9,10 +9,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from core.messages import InboundMessage
-from core.storage.models import Conversation, Message, OutboxItem
+from core.storage.models import ChannelIdentity, Conversation, Message, OutboxItem
 
 
 def count(database, model, *where) -> int:  # type: ignore[no-untyped-def]
@@ -204,16 +204,18 @@ def writes(database) -> Iterator[list[str]]:  # type: ignore[no-untyped-def]
 Rows = dict[str, dict[str, object]]
 
 
-def one_statement_against_four(monkeypatch, write: Callable[[str], tuple[list[str], Rows]]) -> Rows:  # type: ignore[no-untyped-def]
-    """`write` for one user on PostgreSQL's one statement, then for another a statement a row: the
-    first's rows, checked to be the second's, with the statements each took."""
+def one_statement_against_several(  # type: ignore[no-untyped-def]
+    monkeypatch, write: Callable[[str], tuple[list[str], Rows]], *, several: int = 4
+) -> Rows:
+    """`write` for one user on PostgreSQL's one statement, then for another a statement a row
+    (`several` of them): the first's rows, checked to be the second's."""
     import core.row_statements
 
     at_once, rows = write("one-statement")
     monkeypatch.setattr(core.row_statements, "ONE_STATEMENT_DIALECTS", ())
     each, expected = write("statement-each")
     assert len(at_once) == 1 and at_once[0].lstrip().upper().startswith("WITH"), at_once
-    assert len(each) == 4, each
+    assert len(each) == several, each
     assert rows == expected
     return rows
 
@@ -241,7 +243,7 @@ def test_an_answer_of_one_reply_is_one_statement_that_leaves_the_rows_of_four(fa
             }
             return written, {name: _columns(row) for name, row in rows.items()}
 
-    rows = one_statement_against_four(monkeypatch, answered)
+    rows = one_statement_against_several(monkeypatch, answered)
     assert rows["inbound"]["details"]["topic"] == "disbursement-timeline"
     assert rows["conversation"]["last_topic"] == "disbursement-timeline"
     assert "Payouts are sent" in str(rows["reply"]["text"]) and rows["item"]["status"] == "pending"
@@ -271,7 +273,7 @@ def test_a_new_users_first_message_is_one_statement_that_leaves_the_rows_of_four
             }
             return written, {name: _columns(row) for name, row in rows.items()}
 
-    rows = one_statement_against_four(monkeypatch, stored)
+    rows = one_statement_against_several(monkeypatch, stored)
     assert rows["identity"]["display_name"] == "Thandi" and rows["conversation"]["state"] == "bot"
     assert rows["message"]["text"] == "hi" and rows["message"]["processed_at"] is None
     # and the user's next message is theirs: the same identity and conversation
@@ -281,6 +283,43 @@ def test_a_new_users_first_message_is_one_statement_that_leaves_the_rows_of_four
         InboundMessage(channel="console", user_id="one-statement", provider_message_id="next", text="payout?")
     )
     assert not again.duplicate and again.conversation_id == first.conversation_id
+
+
+@ONE_STATEMENT_ONLY
+def test_a_known_users_next_message_is_one_statement_that_leaves_the_rows_of_two(
+    fake_bot, database, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """On PostgreSQL a known user's message in their current conversation is written with the
+    identity's last-seen time in one statement (core.conversation_rows._NEXT_MESSAGE), as two would."""
+
+    def stored(user: str) -> tuple[list[str], Rows]:
+        def sent(number: int, name: str | None) -> InboundMessage:
+            at = datetime(2026, 11, 25, 9, 0, number, tzinfo=UTC)
+            return InboundMessage(
+                channel="console",
+                user_id=user,
+                provider_message_id=f"{user}-{number}",
+                text="payout?",
+                display_name=name,
+                sent_at=at,
+            )
+
+        first = fake_bot.inbox.receive(sent(1, "Thandi"))
+        with database.transaction() as session:  # as after the user's earlier message bounced
+            gone = datetime(2026, 11, 25, tzinfo=UTC)
+            session.execute(update(ChannelIdentity).where(ChannelIdentity.user_id == user).values(unreachable_at=gone))
+        with writes(database) as written:
+            accepted = fake_bot.inbox.receive(sent(2, "Thandi M."))
+        assert accepted.conversation_id == first.conversation_id and not accepted.duplicate
+        with database.sessions() as session:
+            conversation = session.get(Conversation, accepted.conversation_id)
+            assert conversation is not None
+            rows = {"message": session.get(Message, accepted.message_id), "identity": conversation.identity}
+            return written, {name: _columns(row) for name, row in rows.items()}
+
+    rows = one_statement_against_several(monkeypatch, stored, several=2)
+    assert rows["identity"]["display_name"] == "Thandi M." and rows["identity"]["unreachable_at"] is None
+    assert rows["message"]["text"] == "payout?" and rows["message"]["options"] == []
 
 
 def _columns(row: object) -> dict[str, object]:
