@@ -14,17 +14,32 @@ from bench.cluster import free_port
 from bench.common import HOST
 
 
+def find_bindir() -> Path | None:
+    """Where initdb and pg_ctl are, or None when this machine has no PostgreSQL server: in
+    POSTGRES_BINDIR (.ci/run says where it found them), pg_config's, initdb's on PATH, or the
+    newest of Debian's /usr/lib/postgresql/<version>/bin."""
+    candidates = [os.environ.get("POSTGRES_BINDIR", "")]
+    if pg_config := shutil.which("pg_config"):
+        result = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
+        candidates.append(result.stdout.strip())
+    if initdb := shutil.which("initdb"):
+        candidates.append(str(Path(initdb).resolve().parent))
+    debian = glob.glob("/usr/lib/postgresql/*/bin")
+    candidates += sorted(debian, key=lambda d: int(Path(d).parent.name) if Path(d).parent.name.isdigit() else -1)[::-1]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "initdb").exists() and (Path(candidate) / "pg_ctl").exists():
+            return Path(candidate)
+    return None
+
+
 def postgres_bindir() -> Path:
-    found = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-        key=lambda p: int(Path(p).parent.parent.name),
-    )
-    if not found:
+    found = find_bindir()
+    if found is None:
         raise SystemExit(
             "bench: no PostgreSQL binaries under /usr/lib/postgresql/*/bin "
             "(apt-get install -y postgresql), or pass --database-url"
         )
-    return Path(found[-1]).parent
+    return found
 
 
 class TempPostgres:

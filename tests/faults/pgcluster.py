@@ -2,13 +2,11 @@
 
 Restarting the CI's server would cut every other test's connections; this one belongs to one
 test. Run as root, the server runs as the `postgres` user (PostgreSQL refuses to run as root),
-as .ci/run does. The binaries are found in POSTGRES_BINDIR, with pg_config, on PATH, or in
-Debian's /usr/lib/postgresql/<version>/bin.
+as .ci/run does. The binaries are found as the benchmark finds them (bench.postgres.find_bindir).
 """
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import subprocess
@@ -18,21 +16,6 @@ from pathlib import Path
 from sqlalchemy import create_engine
 
 from tests.faults.cluster import free_port
-
-
-def postgres_bindir() -> Path | None:
-    """Where initdb and pg_ctl are, or None when this machine has no PostgreSQL server."""
-    candidates = [os.environ.get("POSTGRES_BINDIR", "")]  # .ci/run says where it found them
-    if pg_config := shutil.which("pg_config"):
-        result = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
-        candidates.append(result.stdout.strip())
-    if initdb := shutil.which("initdb"):
-        candidates.append(str(Path(initdb).resolve().parent))
-    candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "initdb").exists() and (Path(candidate) / "pg_ctl").exists():
-            return Path(candidate)
-    return None
 
 
 class LocalPostgres:

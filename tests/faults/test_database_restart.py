@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.postgres import find_bindir
 from core.storage.database import Database
 from tests.faults.cluster import PUBLIC_BASE_URL, Cluster
 from tests.faults.conftest import size
@@ -29,7 +30,7 @@ from tests.faults.ledger import (
     wait_until_settled,
 )
 from tests.faults.load import Load, Outcome
-from tests.faults.pgcluster import LocalPostgres, postgres_bindir
+from tests.faults.pgcluster import LocalPostgres
 from tests.faults.provider import FaultyProvider, twilio_env
 
 pytestmark = pytest.mark.only_on(
@@ -39,7 +40,7 @@ pytestmark = pytest.mark.only_on(
 
 @pytest.fixture()
 def server() -> Iterator[LocalPostgres]:
-    bindir = postgres_bindir()
+    bindir = find_bindir()
     if bindir is None:
         pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) on this machine; .ci/run installs them")
     local = LocalPostgres(bindir)
